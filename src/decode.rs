@@ -1,0 +1,691 @@
+//! Frame → packet summary.
+//!
+//! Owns the interpretation of link, network and transport headers. A frame is
+//! sliced once with etherparse's lax slicer (zero copy, never panics) and turned
+//! into an owned [`Packet`]: the few fields flow tracking needs, small enough to
+//! cross threads in batches. A frame cut short by snaplen is decoded as far as it
+//! goes; a frame that cannot be attributed to any flow yields a [`DecodeProblem`]
+//! that the caller counts.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use etherparse::{
+    EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice,
+    err::Layer,
+};
+
+/// Link-layer header types segwatch decodes (libpcap `LINKTYPE_*` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113), "Linux cooked capture" v1.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276).
+    LinuxSll2,
+    /// LINKTYPE_RAW (101, also 12/14 on some systems) and LINKTYPE_IPV4/IPV6 (228/229).
+    RawIp,
+    /// LINKTYPE_NULL (0) and LINKTYPE_LOOP (108): a 4-byte address family.
+    Null,
+    /// Anything else; frames are counted as `unsupported_link_type`.
+    Other(i32),
+}
+
+impl LinkType {
+    /// Map a libpcap link-type number.
+    pub fn from_dlt(dlt: i32) -> LinkType {
+        match dlt {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            0 | 108 => LinkType::Null,
+            other => LinkType::Other(other),
+        }
+    }
+}
+
+/// Why a frame could not be used. Each reason is a counter in the run summary
+/// and a label value in metrics, so the set is closed and small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeProblem {
+    /// The capture's link type is not one segwatch decodes.
+    UnsupportedLinkType,
+    /// Shorter than its link-layer header.
+    TruncatedLink,
+    /// A link layer segwatch does not track (LLDP, STP, IPX, loopback, ...).
+    UnsupportedEthertype,
+    /// IP header cut short by the snaplen or the frame.
+    TruncatedIp,
+    /// IP header present but invalid (bad version, header length, total length).
+    MalformedIp,
+    /// Transport header too short to hold the ports.
+    TruncatedTransport,
+    /// A non-first IP fragment whose first fragment was not seen, so its ports
+    /// (and therefore its flow) are unknown.
+    FragmentUnattributed,
+    /// ARP that is not Ethernet/IPv4 or is cut short.
+    MalformedArp,
+}
+
+impl DecodeProblem {
+    /// Every reason, in display order.
+    pub const ALL: [DecodeProblem; 8] = [
+        DecodeProblem::UnsupportedLinkType,
+        DecodeProblem::TruncatedLink,
+        DecodeProblem::UnsupportedEthertype,
+        DecodeProblem::TruncatedIp,
+        DecodeProblem::MalformedIp,
+        DecodeProblem::TruncatedTransport,
+        DecodeProblem::FragmentUnattributed,
+        DecodeProblem::MalformedArp,
+    ];
+
+    /// Stable snake_case name used in summaries, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeProblem::UnsupportedLinkType => "unsupported_link_type",
+            DecodeProblem::TruncatedLink => "truncated_link",
+            DecodeProblem::UnsupportedEthertype => "unsupported_ethertype",
+            DecodeProblem::TruncatedIp => "truncated_ip",
+            DecodeProblem::MalformedIp => "malformed_ip",
+            DecodeProblem::TruncatedTransport => "truncated_transport",
+            DecodeProblem::FragmentUnattributed => "fragment_unattributed",
+            DecodeProblem::MalformedArp => "malformed_arp",
+        }
+    }
+
+    /// Index into a counter array of length `ALL.len()`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// VLAN tags of a frame: outer and (QinQ) inner id; `None` when untagged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Vlans {
+    pub outer: Option<u16>,
+    pub inner: Option<u16>,
+}
+
+/// TCP flag bits as on the wire (byte 13 of the TCP header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    /// Flags as letters in Zeek/tcpdump order, e.g. `SAF`; empty when none.
+    pub fn letters(flags: u8) -> String {
+        const NAMES: [(u8, char); 8] = [
+            (SYN, 'S'),
+            (ACK, 'A'),
+            (FIN, 'F'),
+            (RST, 'R'),
+            (PSH, 'P'),
+            (URG, 'U'),
+            (ECE, 'E'),
+            (CWR, 'C'),
+        ];
+        NAMES
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+}
+
+/// IP protocol numbers segwatch treats specially.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// IP fragmentation facts of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// IPv4 identification or IPv6 fragment header identification.
+    pub id: u32,
+    /// Offset in 8-byte units; 0 for the first fragment.
+    pub offset: u16,
+    pub more: bool,
+}
+
+/// The transport tuple quoted inside an ICMP error (the packet that caused it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Destination unreachable (ICMPv4 type 3 other than "fragmentation
+    /// needed", ICMPv6 type 1): the quoted flow was refused.
+    pub unreachable: bool,
+}
+
+/// An IP packet's summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPacket {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    /// TCP/UDP ports; for ICMP echo the identifier on both sides, for other
+    /// ICMP the type (src) and code (dst).
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u8,
+    /// ICMP type and code, when ICMP or ICMPv6.
+    pub icmp: Option<(u8, u8)>,
+    /// Transport payload length as the IP/UDP headers state it (not what was captured).
+    pub l4_payload_len: u32,
+    pub fragment: Option<Fragment>,
+    /// For ICMP errors: the flow the error is about.
+    pub quoted: Option<Quoted>,
+}
+
+/// An ARP packet's summary (Ethernet/IPv4 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpPacket {
+    pub operation: u16,
+    pub sender_mac: [u8; 6],
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: [u8; 6],
+    pub target_ip: Ipv4Addr,
+}
+
+/// What a frame carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Ip(IpPacket),
+    Arp(ArpPacket),
+}
+
+/// An owned summary of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Capture timestamp, nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    /// Length of the frame on the wire (not the captured length).
+    pub wire_len: u32,
+    pub vlans: Vlans,
+    pub body: Body,
+}
+
+/// A decoded frame: the summary plus a borrowed view of the transport payload
+/// that was captured (possibly cut short).
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub packet: Packet,
+    pub payload: &'a [u8],
+    /// The frame was cut short (snaplen) but still yielded a flow.
+    pub truncated: bool,
+}
+
+/// Decode one captured frame.
+pub fn decode(
+    link: LinkType,
+    data: &[u8],
+    wire_len: u32,
+    ts_ns: i64,
+) -> Result<Decoded<'_>, DecodeProblem> {
+    let sliced = slice_link(link, data)?;
+    let mut vlans = Vlans::default();
+    let ids = sliced.vlan_ids();
+    if let Some(first) = ids.first() {
+        vlans.outer = Some(first.value());
+    }
+    if let Some(last) = ids.get(1) {
+        vlans.inner = Some(last.value());
+    }
+    let link_truncated = matches!(
+        sliced.stop_err,
+        Some((_, Layer::VlanHeader | Layer::MacsecHeader))
+    );
+    let Some(net) = &sliced.net else {
+        return Err(match &sliced.stop_err {
+            Some((_, Layer::IpHeader | Layer::Ipv4Header | Layer::Ipv6Header)) => {
+                ip_header_problem(&sliced)
+            }
+            Some((_, Layer::Arp)) => DecodeProblem::MalformedArp,
+            _ if link_truncated => DecodeProblem::TruncatedLink,
+            _ => DecodeProblem::UnsupportedEthertype,
+        });
+    };
+    let packet_base = |body| Packet {
+        ts_ns,
+        wire_len,
+        vlans,
+        body,
+    };
+    match net {
+        LaxNetSlice::Arp(arp) => {
+            let arp = arp_summary(arp).ok_or(DecodeProblem::MalformedArp)?;
+            Ok(Decoded {
+                packet: packet_base(Body::Arp(arp)),
+                payload: &[],
+                truncated: false,
+            })
+        }
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let frag = (v4.is_payload_fragmented()).then(|| Fragment {
+                id: u32::from(h.identification()),
+                offset: h.fragments_offset().value(),
+                more: h.more_fragments(),
+            });
+            let wire_payload = usize::from(h.total_len()).saturating_sub(h.slice().len());
+            let ip = IpHeaderFacts {
+                src: IpAddr::V4(h.source_addr()),
+                dst: IpAddr::V4(h.destination_addr()),
+                fragment: frag,
+                wire_payload,
+            };
+            finish_ip(ip, v4.payload(), &sliced, packet_base)
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let mut frag = None;
+            for ext in v6.extensions().clone().into_iter() {
+                if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
+                    frag = Some(Fragment {
+                        id: f.identification(),
+                        offset: f.fragment_offset().value(),
+                        more: f.more_fragments(),
+                    });
+                }
+            }
+            let frag = frag.filter(|f| f.offset != 0 || f.more);
+            let wire_payload =
+                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
+            let ip = IpHeaderFacts {
+                src: IpAddr::V6(h.source_addr()),
+                dst: IpAddr::V6(h.destination_addr()),
+                fragment: frag,
+                wire_payload,
+            };
+            finish_ip(ip, v6.payload(), &sliced, packet_base)
+        }
+    }
+}
+
+fn slice_link(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeProblem> {
+    match link {
+        LinkType::Ethernet => {
+            LaxSlicedPacket::from_ethernet(data).map_err(|_| DecodeProblem::TruncatedLink)
+        }
+        LinkType::LinuxSll => {
+            // 16-byte header; protocol (an EtherType for IP/ARP) in bytes 14..16.
+            let proto = data.get(14..16).ok_or(DecodeProblem::TruncatedLink)?;
+            let ether_type = EtherType(u16::from_be_bytes([proto[0], proto[1]]));
+            Ok(LaxSlicedPacket::from_ether_type(ether_type, &data[16..]))
+        }
+        LinkType::LinuxSll2 => {
+            // 20-byte header; protocol in bytes 0..2.
+            if data.len() < 20 {
+                return Err(DecodeProblem::TruncatedLink);
+            }
+            let ether_type = EtherType(u16::from_be_bytes([data[0], data[1]]));
+            Ok(LaxSlicedPacket::from_ether_type(ether_type, &data[20..]))
+        }
+        LinkType::RawIp => from_ip(data),
+        LinkType::Null => {
+            // Address family in host byte order of the capturing machine; IPv4 is
+            // 2 everywhere, IPv6 is 10, 24, 28 or 30 depending on the OS.
+            let fam = data.get(0..4).ok_or(DecodeProblem::TruncatedLink)?;
+            let family = if fam[0] == 0 && fam[1] == 0 { fam[3] } else { fam[0] };
+            match family {
+                2 | 10 | 24 | 28 | 30 => from_ip(&data[4..]),
+                _ => Err(DecodeProblem::UnsupportedEthertype),
+            }
+        }
+        LinkType::Other(_) => Err(DecodeProblem::UnsupportedLinkType),
+    }
+}
+
+fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeProblem> {
+    use etherparse::err::ip::LaxHeaderSliceError;
+    LaxSlicedPacket::from_ip(data).map_err(|e| match e {
+        LaxHeaderSliceError::Len(_) => DecodeProblem::TruncatedIp,
+        LaxHeaderSliceError::Content(_) => DecodeProblem::MalformedIp,
+    })
+}
+
+fn ip_header_problem(sliced: &LaxSlicedPacket<'_>) -> DecodeProblem {
+    use etherparse::err::packet::SliceError;
+    match &sliced.stop_err {
+        Some((SliceError::Len(_), _)) => DecodeProblem::TruncatedIp,
+        _ => DecodeProblem::MalformedIp,
+    }
+}
+
+fn arp_summary(arp: &etherparse::ArpPacketSlice<'_>) -> Option<ArpPacket> {
+    let mac = |s: &[u8]| <[u8; 6]>::try_from(s).ok();
+    let ip = |s: &[u8]| <[u8; 4]>::try_from(s).ok().map(Ipv4Addr::from);
+    Some(ArpPacket {
+        operation: arp.operation().0,
+        sender_mac: mac(arp.sender_hw_addr())?,
+        sender_ip: ip(arp.sender_protocol_addr())?,
+        target_mac: mac(arp.target_hw_addr())?,
+        target_ip: ip(arp.target_protocol_addr())?,
+    })
+}
+
+struct IpHeaderFacts {
+    src: IpAddr,
+    dst: IpAddr,
+    fragment: Option<Fragment>,
+    /// IP payload length per the IP header(s), i.e. on the wire.
+    wire_payload: usize,
+}
+
+fn finish_ip<'a>(
+    ip: IpHeaderFacts,
+    payload: &LaxIpPayloadSlice<'a>,
+    sliced: &LaxSlicedPacket<'a>,
+    packet_base: impl Fn(Body) -> Packet,
+) -> Result<Decoded<'a>, DecodeProblem> {
+    let proto = payload.ip_number.0;
+    let mut summary = IpPacket {
+        src: ip.src,
+        dst: ip.dst,
+        proto,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp: None,
+        l4_payload_len: 0,
+        fragment: ip.fragment,
+        quoted: None,
+    };
+    let later_fragment = ip.fragment.is_some_and(|f| f.offset != 0);
+    let mut truncated = payload.incomplete;
+    let mut l4_payload: &'a [u8] = &[];
+    if later_fragment {
+        // Ports live in the first fragment; the dispatcher attributes this one.
+        summary.l4_payload_len = ip.wire_payload as u32;
+        l4_payload = payload.payload;
+    } else {
+        match &sliced.transport {
+            Some(TransportSlice::Tcp(tcp)) => {
+                summary.src_port = tcp.source_port();
+                summary.dst_port = tcp.destination_port();
+                summary.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
+                summary.l4_payload_len =
+                    ip.wire_payload.saturating_sub(tcp.header_slice().len()) as u32;
+                l4_payload = tcp.payload();
+            }
+            Some(TransportSlice::Udp(udp)) => {
+                summary.src_port = udp.source_port();
+                summary.dst_port = udp.destination_port();
+                summary.l4_payload_len = u32::from(udp.length()).saturating_sub(8);
+                l4_payload = udp.payload();
+            }
+            Some(TransportSlice::Icmpv4(icmp)) => {
+                let (t, c) = (icmp.type_u8(), icmp.code_u8());
+                icmp_ports(&mut summary, t, c, icmp.bytes5to8(), &[8, 0, 13, 14, 15, 16]);
+                summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
+                l4_payload = icmp.payload();
+                if matches!(t, 3 | 4 | 5 | 11 | 12) {
+                    summary.quoted = quote(icmp.payload(), t == 3 && c != 4);
+                }
+            }
+            Some(TransportSlice::Icmpv6(icmp)) => {
+                let (t, c) = (icmp.type_u8(), icmp.code_u8());
+                icmp_ports(&mut summary, t, c, icmp.bytes5to8(), &[128, 129]);
+                summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
+                l4_payload = icmp.payload();
+                if t < 128 {
+                    summary.quoted = quote(icmp.payload(), t == 1);
+                }
+            }
+            Some(TransportSlice::Igmp(_)) | None => {
+                // First fragments and transport headers cut short: read what the
+                // captured prefix holds (ports are the first four bytes).
+                let raw = payload.payload;
+                if matches!(proto, proto::TCP | proto::UDP) {
+                    let ports = raw.get(0..4).ok_or(DecodeProblem::TruncatedTransport)?;
+                    summary.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                    summary.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                    let header_len = if proto == proto::TCP {
+                        summary.tcp_flags = raw.get(13).copied().unwrap_or(0);
+                        raw.get(12).map_or(20, |b| usize::from(b >> 4) * 4)
+                    } else {
+                        8
+                    };
+                    summary.l4_payload_len = ip.wire_payload.saturating_sub(header_len) as u32;
+                    truncated |= ip.fragment.is_none();
+                } else if matches!(proto, proto::ICMP | proto::ICMPV6) {
+                    let tc = raw.get(0..2).ok_or(DecodeProblem::TruncatedTransport)?;
+                    summary.src_port = u16::from(tc[0]);
+                    summary.dst_port = u16::from(tc[1]);
+                    summary.icmp = Some((tc[0], tc[1]));
+                    summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
+                    truncated |= ip.fragment.is_none();
+                } else {
+                    summary.l4_payload_len = ip.wire_payload as u32;
+                }
+            }
+        }
+    }
+    Ok(Decoded {
+        packet: packet_base(Body::Ip(summary)),
+        payload: l4_payload,
+        truncated,
+    })
+}
+
+/// ICMP key ports: query/reply types pair up through their identifier; every
+/// other message is keyed by type (src) and code (dst).
+fn icmp_ports(s: &mut IpPacket, t: u8, c: u8, rest: [u8; 4], query_types: &[u8]) {
+    s.icmp = Some((t, c));
+    if query_types.contains(&t) {
+        let id = u16::from_be_bytes([rest[0], rest[1]]);
+        s.src_port = id;
+        s.dst_port = id;
+    } else {
+        s.src_port = u16::from(t);
+        s.dst_port = u16::from(c);
+    }
+}
+
+/// Parse the IP header and first transport bytes quoted in an ICMP error.
+fn quote(data: &[u8], unreachable: bool) -> Option<Quoted> {
+    let (ip, _) = etherparse::LaxIpSlice::from_slice(data).ok()?;
+    let payload = ip.payload();
+    let proto = payload.ip_number;
+    let raw = payload.payload;
+    let (src_port, dst_port) = match proto {
+        IpNumber::TCP | IpNumber::UDP => {
+            let p = raw.get(0..4)?;
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            )
+        }
+        IpNumber::ICMP | IpNumber::IPV6_ICMP => {
+            let p = raw.get(0..8)?;
+            let query = if proto == IpNumber::ICMP {
+                matches!(p[0], 8 | 0 | 13 | 14 | 15 | 16)
+            } else {
+                matches!(p[0], 128 | 129)
+            };
+            if query {
+                let id = u16::from_be_bytes([p[4], p[5]]);
+                (id, id)
+            } else {
+                (u16::from(p[0]), u16::from(p[1]))
+            }
+        }
+        _ => (0, 0),
+    };
+    Some(Quoted {
+        src: ip.source_addr(),
+        dst: ip.destination_addr(),
+        proto: proto.0,
+        src_port,
+        dst_port,
+        unreachable,
+    })
+}
+
+/// Short protocol name used in flow records and summaries.
+pub fn proto_name(proto: u8) -> std::borrow::Cow<'static, str> {
+    use std::borrow::Cow;
+    Cow::Borrowed(match proto {
+        proto::ICMP => "icmp",
+        2 => "igmp",
+        proto::TCP => "tcp",
+        proto::UDP => "udp",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        proto::ICMPV6 => "icmpv6",
+        89 => "ospf",
+        103 => "pim",
+        112 => "vrrp",
+        132 => "sctp",
+        other => return Cow::Owned(format!("ip-proto-{other}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn eth_tcp(flags_syn: bool, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 443, 1, 1000);
+        let b = if flags_syn { b.syn() } else { b.ack(5) };
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("write");
+        out
+    }
+
+    #[test]
+    fn tcp_syn_over_ethernet() {
+        let f = eth_tcp(true, &[]);
+        let d = decode(LinkType::Ethernet, &f, f.len() as u32, 7).expect("decodes");
+        let Body::Ip(ip) = d.packet.body else {
+            panic!("not ip")
+        };
+        assert_eq!(ip.src, IpAddr::from([10, 0, 0, 1]));
+        assert_eq!((ip.src_port, ip.dst_port), (40000, 443));
+        assert_eq!(ip.tcp_flags, tcp_flags::SYN);
+        assert_eq!(ip.proto, proto::TCP);
+        assert!(!d.truncated);
+    }
+
+    #[test]
+    fn snaplen_cut_keeps_ports_and_wire_payload_length() {
+        let f = eth_tcp(false, &[0u8; 1000]);
+        let cut = &f[..14 + 20 + 14];
+        let d = decode(LinkType::Ethernet, cut, f.len() as u32, 0).expect("decodes");
+        let Body::Ip(ip) = d.packet.body else {
+            panic!("not ip")
+        };
+        assert_eq!((ip.src_port, ip.dst_port), (40000, 443));
+        assert_eq!(ip.tcp_flags, tcp_flags::ACK);
+        assert_eq!(ip.l4_payload_len, 1000);
+        assert!(d.truncated);
+        assert_eq!(d.packet.wire_len as usize, f.len());
+    }
+
+    #[test]
+    fn too_short_for_ports_is_counted() {
+        let f = eth_tcp(true, &[]);
+        let cut = &f[..14 + 20 + 2];
+        assert_eq!(
+            decode(LinkType::Ethernet, cut, f.len() as u32, 0).map(|d| d.packet),
+            Err(DecodeProblem::TruncatedTransport)
+        );
+    }
+
+    #[test]
+    fn garbage_and_short_frames_are_problems_not_panics() {
+        assert_eq!(
+            decode(LinkType::Ethernet, &[1, 2, 3], 3, 0).map(|d| d.packet),
+            Err(DecodeProblem::TruncatedLink)
+        );
+        let mut lldp = vec![0u8; 60];
+        lldp[12] = 0x88;
+        lldp[13] = 0xcc;
+        assert_eq!(
+            decode(LinkType::Ethernet, &lldp, 60, 0).map(|d| d.packet),
+            Err(DecodeProblem::UnsupportedEthertype)
+        );
+        let mut bad_ip = vec![0u8; 60];
+        bad_ip[12] = 0x08;
+        bad_ip[14] = 0x41; // version 4, IHL 1
+        assert_eq!(
+            decode(LinkType::Ethernet, &bad_ip, 60, 0).map(|d| d.packet),
+            Err(DecodeProblem::MalformedIp)
+        );
+        assert_eq!(
+            decode(LinkType::Other(147), &bad_ip, 60, 0).map(|d| d.packet),
+            Err(DecodeProblem::UnsupportedLinkType)
+        );
+    }
+
+    #[test]
+    fn linux_sll_and_sll2_and_raw() {
+        let eth = eth_tcp(true, &[]);
+        let ip = &eth[14..];
+        let mut sll = vec![0u8; 16];
+        sll[14] = 0x08;
+        sll.extend_from_slice(ip);
+        let mut sll2 = vec![0u8; 20];
+        sll2[0] = 0x08;
+        sll2.extend_from_slice(ip);
+        for (link, frame) in [
+            (LinkType::LinuxSll, &sll[..]),
+            (LinkType::LinuxSll2, &sll2[..]),
+            (LinkType::RawIp, ip),
+        ] {
+            let d = decode(link, frame, frame.len() as u32, 0).expect("decodes");
+            assert!(matches!(d.packet.body, Body::Ip(ip) if ip.dst_port == 443), "{link:?}");
+        }
+    }
+
+    #[test]
+    fn icmp_unreachable_quotes_the_udp_flow() {
+        let probe = {
+            let mut v = Vec::new();
+            PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(5555, 161)
+                .write(&mut v, &[])
+                .expect("write");
+            v
+        };
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut frame, &probe)
+            .expect("write");
+        let d = decode(LinkType::Ethernet, &frame, frame.len() as u32, 0).expect("decodes");
+        let Body::Ip(ip) = d.packet.body else {
+            panic!("not ip")
+        };
+        let q = ip.quoted.expect("quote");
+        assert_eq!(q.src, IpAddr::from([10, 0, 0, 1]));
+        assert_eq!((q.proto, q.src_port, q.dst_port), (proto::UDP, 5555, 161));
+        assert!(q.unreachable);
+    }
+
+    #[test]
+    fn tcp_flag_letters() {
+        assert_eq!(tcp_flags::letters(tcp_flags::SYN | tcp_flags::ACK), "SA");
+        assert_eq!(tcp_flags::letters(0), "");
+    }
+}
