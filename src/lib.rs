@@ -2,7 +2,17 @@
 //!
 //! The pipeline is usable as a library: [`capture`] reads frames, [`decode`]
 //! summarises them, [`dispatch`] batches them to workers by a symmetric flow
-//! hash, [`worker`] tracks flows, and [`pipeline`] wires it all together.
+//! hash, [`worker`] tracks flows in a per-thread [`flow::FlowTable`], and
+//! [`pipeline`] wires it all together. [`synth`] builds capture files with known
+//! contents for tests, benchmarks and the bundled sample.
 
+pub mod capture;
+pub mod config;
 pub mod decode;
+pub mod dispatch;
 pub mod flow;
+pub mod pipeline;
+pub mod sink;
+pub mod summary;
+pub mod worker;
+pub mod synth;

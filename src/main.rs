@@ -1,1 +1,320 @@
-fn main() {}
+//! The `segwatch` command line: subcommands and their options, nothing else.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use segwatch::capture::{FileSource, FrameSource, LiveSource};
+use segwatch::config::Config;
+use segwatch::pipeline::{self, RunHooks};
+use segwatch::summary::RunSummary;
+use segwatch::synth;
+
+/// Passive network sensor: follows every flow on a mirror port or in capture
+/// files, and reports what it saw.
+#[derive(Parser, Debug)]
+#[command(name = "segwatch", version, about, long_about = None)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Analyse capture files (pcap or pcapng); several files are merged in time order.
+    ///
+    /// Exit status: 0 success, 1 error (nothing analysed), 2 an input file was
+    /// truncated or corrupt (what was read before the problem is analysed and reported).
+    Analyze(AnalyzeArgs),
+    /// Capture live on an interface until SIGINT or SIGTERM, then flush every
+    /// flow and print the summary.
+    Run(RunArgs),
+    /// Validate a configuration file; exit 0 when valid, 1 when not.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Write synthetic capture files with known contents.
+    Generate {
+        #[command(subcommand)]
+        what: GenerateWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GenerateWhat {
+    /// The bundled sample: five minutes of a small office network (configs/sample/office.pcap).
+    Sample {
+        /// Output capture file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The benchmark capture: interleaved TCP and UDP flows with realistic sizes.
+    Bench {
+        /// Output capture file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of flows.
+        #[arg(long, default_value_t = 200_000)]
+        flows: u32,
+        /// Packets per flow (at least 6).
+        #[arg(long, default_value_t = 10)]
+        packets_per_flow: u32,
+    },
+}
+
+/// Options shared by `analyze` and `run`.
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// TOML configuration (see configs/segwatch.example.toml); flags override it.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Write finished flows as JSON lines to PATH ("-" for stdout).
+    #[arg(long, value_name = "PATH")]
+    flows: Option<PathBuf>,
+    /// Write the run summary as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+    /// Worker threads (default: available cores minus one, at least one).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Flows tracked at once over all workers; the oldest idle flow is evicted past it.
+    #[arg(long)]
+    max_flows: Option<usize>,
+    /// Do not print the summary.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct AnalyzeArgs {
+    /// Capture files to read.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Never show a progress bar (it shows only when stderr is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Interface to capture on (overrides capture.interface in the config).
+    #[arg(short, long)]
+    interface: Option<String>,
+    /// BPF capture filter in tcpdump syntax.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Bytes captured per frame.
+    #[arg(long)]
+    snaplen: Option<i32>,
+    /// Kernel capture buffer in MiB.
+    #[arg(long)]
+    buffer_mib: Option<i32>,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("segwatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Analyze(a) => analyze(a),
+        Command::Run(r) => run_live(r),
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Generate { what } => generate(what),
+    }
+}
+
+fn load_config(common: &CommonArgs) -> Result<Config> {
+    let mut cfg = match &common.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(w) = common.workers {
+        cfg.pipeline.workers = w.max(1);
+    }
+    if let Some(m) = common.max_flows {
+        cfg.pipeline.max_flows = m.max(1);
+    }
+    Ok(cfg)
+}
+
+fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.common)?;
+    let mut source = FileSource::open(&a.files)?;
+    let bar = (!a.no_progress && !a.common.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let hooks = RunHooks {
+        stop: None,
+        progress: bar.as_ref().map(|_| &progress as &dyn Fn(u64, u64)),
+    };
+    let summary = pipeline::run(&mut source, &cfg.pipeline, a.common.flows.as_deref(), hooks)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    report(&summary, &a.common)?;
+    Ok(if summary.capture.file_problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn run_live(r: RunArgs) -> Result<ExitCode> {
+    let mut cfg = load_config(&r.common)?;
+    if let Some(i) = r.interface {
+        cfg.capture.interface = i;
+    }
+    if let Some(f) = r.filter {
+        cfg.capture.filter = f;
+    }
+    if let Some(s) = r.snaplen {
+        cfg.capture.snaplen = s;
+    }
+    if let Some(b) = r.buffer_mib {
+        cfg.capture.buffer_bytes = b.saturating_mul(1 << 20);
+    }
+    if r.no_promisc {
+        cfg.capture.promiscuous = false;
+    }
+    anyhow::ensure!(
+        !cfg.capture.interface.is_empty(),
+        "no interface to capture on: pass --interface IF or set capture.interface in the config"
+    );
+    let mut source = LiveSource::open(&cfg.capture)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    tracing::info!(interface = %cfg.capture.interface, "capturing");
+    let hooks = RunHooks {
+        stop: Some(&stop),
+        progress: None,
+    };
+    let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
+    report(&summary, &r.common)?;
+    Ok(if source.problems().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn report(summary: &RunSummary, common: &CommonArgs) -> Result<()> {
+    if !common.quiet {
+        use std::io::Write;
+        // A closed pipe (`| head`) is not an error worth a message.
+        if let Err(e) = write!(std::io::stdout().lock(), "{summary}")
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(e.into());
+        }
+    }
+    if let Some(p) = &common.summary_json {
+        write_atomic(p, &serde_json::to_vec_pretty(&summary.to_json())?)?;
+    }
+    Ok(())
+}
+
+/// Write a file via a temporary name and rename, so it is whole or absent.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
+    Ok(())
+}
+
+fn generate(what: GenerateWhat) -> Result<ExitCode> {
+    match what {
+        GenerateWhat::Sample { out } => {
+            let mut t = synth::office::office_trace();
+            t.write(&out, synth::pcap_file::FileOptions::default())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} frames to {}", t.frames.len(), out.display());
+        }
+        GenerateWhat::Bench {
+            out,
+            flows,
+            packets_per_flow,
+        } => {
+            let shape = synth::bench::BenchShape {
+                flows,
+                packets_per_flow,
+                ..Default::default()
+            };
+            let w = synth::bench::write_bench(&out, shape, synth::office::START_NS)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} packets, {} flows, {} bytes to {}",
+                w.packets,
+                w.flows,
+                w.bytes,
+                out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -90,8 +90,9 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    /// A table holding at most `max_flows` flows (at least 1).
-    pub fn new(max_flows: usize, timeouts: Timeouts) -> FlowTable {
+    /// A table holding at most `max_flows` flows (at least 1). `hasher` must be
+    /// the one the dispatcher hashes keys with: the table reuses those hashes.
+    pub fn new(max_flows: usize, timeouts: Timeouts, hasher: ahash::RandomState) -> FlowTable {
         let max_flows = max_flows.max(1);
         // Start small; grow with use (memory follows load, not the cap).
         let initial = max_flows.min(4096);
@@ -99,7 +100,7 @@ impl FlowTable {
             slots: Vec::with_capacity(initial),
             free: Vec::new(),
             index: HashTable::with_capacity(initial),
-            hasher: ahash::RandomState::new(),
+            hasher,
             lists: [List {
                 head: NIL,
                 tail: NIL,
@@ -122,16 +123,22 @@ impl FlowTable {
         self.timeouts = timeouts;
     }
 
-    /// Account a packet sent by `side` of `key`; flows that end because of it
-    /// (timed out, reused, evicted to make room) are passed to `emit`.
+    /// Hash of a key with this table's hasher.
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        key.hash_with(&self.hasher)
+    }
+
+    /// Account a packet sent by `side` of `key` (`hash` = [`FlowTable::hash`]
+    /// of the key); flows that end because of it (timed out, reused, evicted to
+    /// make room) are passed to `emit`.
     pub fn packet(
         &mut self,
+        hash: u64,
         key: &FlowKey,
         side: Side,
         p: &PacketFacts,
         emit: &mut impl FnMut(&Flow, EndReason),
     ) {
-        let hash = key.hash_with(&self.hasher);
         let slots = &self.slots;
         if let Some(&idx) = self.index.find(hash, |&i| slots[i as usize].flow.key == *key) {
             let flow = &self.slots[idx as usize].flow;
@@ -341,18 +348,18 @@ mod tests {
 
     #[test]
     fn cap_evicts_oldest_idle_first() {
-        let mut t = FlowTable::new(3, Timeouts::default());
+        let mut t = FlowTable::new(3, Timeouts::default(), ahash::RandomState::new());
         let mut out = Vec::new();
         let mut emit = |f: &Flow, r| out.push((f.key.lo.port.max(f.key.hi.port), r));
         for (i, ts) in [(1, 0), (2, 1), (3, 2)] {
             let (k, s) = key(i, 1000 + i as u16);
-            t.packet(&k, s, &syn(ts), &mut emit);
+            t.packet(t.hash(&k), &k, s, &syn(ts), &mut emit);
         }
         // Flow 1 becomes active again; flow 2 is now the oldest idle.
         let (k1, s1) = key(1, 1001);
-        t.packet(&k1, s1, &syn(3), &mut emit);
+        t.packet(t.hash(&k1), &k1, s1, &syn(3), &mut emit);
         let (k4, s4) = key(4, 1004);
-        t.packet(&k4, s4, &syn(4), &mut emit);
+        t.packet(t.hash(&k4), &k4, s4, &syn(4), &mut emit);
         assert_eq!(out, vec![(1002, EndReason::Evicted)]);
         assert_eq!(t.len(), 3);
         assert_eq!(t.stats.evicted, 1);
@@ -360,10 +367,10 @@ mod tests {
 
     #[test]
     fn half_open_times_out_on_packet_time() {
-        let mut t = FlowTable::new(100, Timeouts::default());
+        let mut t = FlowTable::new(100, Timeouts::default(), ahash::RandomState::new());
         let mut out = 0;
         let (k, s) = key(1, 1001);
-        t.packet(&k, s, &syn(0), &mut |_, _| out += 1);
+        t.packet(t.hash(&k), &k, s, &syn(0), &mut |_, _| out += 1);
         t.expire(19_000_000_000, &mut |_, _| out += 1);
         assert_eq!(out, 0);
         t.expire(21_000_000_000, &mut |_, _| out += 1);
@@ -373,12 +380,12 @@ mod tests {
 
     #[test]
     fn late_packet_after_timeout_starts_a_new_flow() {
-        let mut t = FlowTable::new(100, Timeouts::default());
+        let mut t = FlowTable::new(100, Timeouts::default(), ahash::RandomState::new());
         let mut out = Vec::new();
         let mut emit = |_: &Flow, r| out.push(r);
         let (k, s) = key(1, 1001);
-        t.packet(&k, s, &syn(0), &mut emit);
-        t.packet(&k, s, &syn(100), &mut emit);
+        t.packet(t.hash(&k), &k, s, &syn(0), &mut emit);
+        t.packet(t.hash(&k), &k, s, &syn(100), &mut emit);
         assert_eq!(out, vec![EndReason::Timeout]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.stats.created, 2);

@@ -1,0 +1,264 @@
+//! The TOML configuration, in two tiers: raw serde structs for what the user
+//! wrote (`deny_unknown_fields`, spans kept for error messages), validated into
+//! the typed settings the program uses. Every error names the file, the line and
+//! column, and what to do about it.
+//!
+//! Every option is documented in `configs/segwatch.example.toml`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::capture::LiveOptions;
+use crate::flow::Timeouts;
+use crate::pipeline::PipelineConfig;
+
+/// A configuration error a user can fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}:{line}:{column}: {message}\n  fix: {fix}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        fix: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    pipeline: RawPipeline,
+    #[serde(default)]
+    flows: RawFlows,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    interface: Option<String>,
+    promiscuous: Option<bool>,
+    snaplen: Option<Spanned<i64>>,
+    buffer_mib: Option<Spanned<i64>>,
+    filter: Option<String>,
+    immediate: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    workers: Option<Spanned<i64>>,
+    batch_size: Option<Spanned<i64>>,
+    queue_batches: Option<Spanned<i64>>,
+    payload_prefix: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlows {
+    max_flows: Option<Spanned<i64>>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp_half_open: Option<Spanned<i64>>,
+    tcp_established: Option<Spanned<i64>>,
+    tcp_closed: Option<Spanned<i64>>,
+    udp: Option<Spanned<i64>>,
+    icmp: Option<Spanned<i64>>,
+    other: Option<Spanned<i64>>,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub capture: LiveOptions,
+    pub pipeline: PipelineConfig,
+    /// Where the settings came from (for messages).
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capture: LiveOptions::default(),
+            pipeline: PipelineConfig::default(),
+            source: None,
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate config text; `path` is used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, message: String, fix: &str| {
+            let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+                fix: fix.to_string(),
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            invalid(
+                e.span(),
+                e.message().trim().to_string(),
+                "compare with configs/segwatch.example.toml, which lists every section and option",
+            )
+        })?;
+
+        // A number within bounds, or an error pointing at it.
+        let ranged = |v: &Option<Spanned<i64>>,
+                      name: &str,
+                      lo: i64,
+                      hi: i64,
+                      default: i64|
+         -> Result<i64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
+                Some(s) => Err(invalid(
+                    Some(s.span()),
+                    format!("{name} = {} is out of range", s.get_ref()),
+                    &format!("use a value from {lo} to {hi}"),
+                )),
+            }
+        };
+
+        let d = Config::default();
+        let c = &raw.capture;
+        let capture = LiveOptions {
+            interface: c.interface.clone().unwrap_or_default(),
+            promiscuous: c.promiscuous.unwrap_or(d.capture.promiscuous),
+            snaplen: ranged(&c.snaplen, "capture.snaplen", 64, 262_144, 262_144)? as i32,
+            buffer_bytes: (ranged(&c.buffer_mib, "capture.buffer_mib", 1, 2047, 64)? << 20) as i32,
+            filter: c.filter.clone().unwrap_or_default(),
+            immediate: c.immediate.unwrap_or(d.capture.immediate),
+            timeout_ms: d.capture.timeout_ms,
+        };
+        let p = &raw.pipeline;
+        let workers = ranged(&p.workers, "pipeline.workers", 0, 256, 0)?;
+        let t = &raw.flows.timeouts;
+        let secs = |v, name, default| -> Result<u64, ConfigError> {
+            Ok(ranged(v, name, 1, 7 * 24 * 3600, default)? as u64)
+        };
+        let pipeline = PipelineConfig {
+            workers: if workers == 0 {
+                PipelineConfig::default_workers()
+            } else {
+                workers as usize
+            },
+            batch_size: ranged(&p.batch_size, "pipeline.batch_size", 1, 65_536, 256)? as usize,
+            queue_batches: ranged(&p.queue_batches, "pipeline.queue_batches", 1, 65_536, 64)?
+                as usize,
+            payload_prefix: ranged(&p.payload_prefix, "pipeline.payload_prefix", 0, 65_535, 64)?
+                as usize,
+            max_flows: ranged(
+                &raw.flows.max_flows,
+                "flows.max_flows",
+                1,
+                1_000_000_000,
+                1_000_000,
+            )? as usize,
+            timeouts: Timeouts::from_secs(
+                secs(&t.tcp_half_open, "flows.timeouts.tcp_half_open", 20)?,
+                secs(&t.tcp_established, "flows.timeouts.tcp_established", 300)?,
+                secs(&t.tcp_closed, "flows.timeouts.tcp_closed", 10)?,
+                secs(&t.udp, "flows.timeouts.udp", 60)?,
+                secs(&t.icmp, "flows.timeouts.icmp", 30)?,
+                secs(&t.other, "flows.timeouts.other", 60)?,
+            ),
+        };
+        Ok(Config {
+            capture,
+            pipeline,
+            source: Some(path.to_path_buf()),
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("seg.toml"))
+            .map(|_| ())
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).expect("valid");
+        assert_eq!(c.pipeline.batch_size, 256);
+        assert_eq!(c.pipeline.max_flows, 1_000_000);
+        assert_eq!(c.pipeline.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = Config::parse(
+            "[pipeline]\nworkers = 3\n[flows]\nmax_flows = 5000\n[flows.timeouts]\nudp = 5\n[capture]\ninterface = \"eth1\"\nbuffer_mib = 8\n",
+            Path::new("x.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.pipeline.workers, 3);
+        assert_eq!(c.pipeline.max_flows, 5000);
+        assert_eq!(c.pipeline.timeouts.ns[3], 5_000_000_000);
+        assert_eq!(c.capture.interface, "eth1");
+        assert_eq!(c.capture.buffer_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_line() {
+        let e = err("[pipeline]\nworkers = 2\nwrokers = 3\n");
+        assert!(e.starts_with("seg.toml:3:1:"), "{e}");
+        assert!(e.contains("wrokers"), "{e}");
+        assert!(e.contains("fix:"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_names_line_and_range() {
+        let e = err("[flows]\n\nmax_flows = 0\n");
+        assert!(e.starts_with("seg.toml:3:13:"), "{e}");
+        assert!(e.contains("from 1 to"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = err("[capture]\nsnaplen = = 3\n");
+        assert!(e.starts_with("seg.toml:2:"), "{e}");
+    }
+}

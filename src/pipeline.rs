@@ -1,0 +1,256 @@
+//! The pipeline: one reader thread (the caller's) owns the capture, decodes
+//! each frame and dispatches batches to N worker threads over bounded channels;
+//! each worker owns its flow table; an optional sink thread writes flow records.
+//!
+//! ```text
+//! source ─► decode ─► Dispatcher ══batches══► Worker 0..N ══records══► FlowWriter
+//!                          ▲                      │
+//!                          └──── emptied batches ─┘
+//! ```
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded};
+use thiserror::Error;
+
+use crate::capture::{FrameSource, Next};
+use crate::decode::decode;
+use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
+use crate::flow::Timeouts;
+use crate::sink::flows::FlowWriter;
+use crate::summary::RunSummary;
+use crate::worker::{Worker, WorkerReport};
+
+/// Pipeline settings (validated; see `config` for the file form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// Packets per batch.
+    pub batch_size: usize,
+    /// Batches queued per worker before the reader waits (files) or drops (live).
+    pub queue_batches: usize,
+    /// Transport payload bytes copied per packet for analysis.
+    pub payload_prefix: usize,
+    /// Flows tracked at once, over all workers; past it the oldest idle is evicted.
+    pub max_flows: usize,
+    pub timeouts: Timeouts,
+}
+
+impl PipelineConfig {
+    /// Default worker count: available cores minus one (the reader), at least one.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1)
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: PipelineConfig::default_workers(),
+            batch_size: 256,
+            queue_batches: 64,
+            payload_prefix: 64,
+            max_flows: 1_000_000,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// Errors that stop a run.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error("cannot write flow records: {0}")]
+    FlowOutput(std::io::Error),
+    #[error("a worker thread failed: {0}")]
+    Worker(String),
+}
+
+/// Optional hooks for the caller.
+#[derive(Default)]
+pub struct RunHooks<'a> {
+    /// Set to stop reading (signal handlers).
+    pub stop: Option<&'a AtomicBool>,
+    /// Called now and then with (bytes done, bytes total) for file sources.
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+/// Run the pipeline over a source until it ends or `hooks.stop` is set.
+pub fn run(
+    source: &mut dyn FrameSource,
+    cfg: &PipelineConfig,
+    flows_out: Option<&Path>,
+    hooks: RunHooks<'_>,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let workers = cfg.workers.max(1);
+    let writer = flows_out
+        .map(FlowWriter::create)
+        .transpose()
+        .map_err(PipelineError::FlowOutput)?;
+    let hasher = ahash::RandomState::new();
+    let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
+    let live = source.is_live();
+    let mut summary = RunSummary {
+        workers,
+        ..RunSummary::default()
+    };
+
+    let (reports, dispatch_stats, write_result) = std::thread::scope(|scope| {
+        let (record_tx, record_rx) = bounded(64);
+        let sink = writer.map(|w| scope.spawn(move || w.drain(record_rx)));
+        let (recycle_tx, recycle_rx) = unbounded();
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = bounded(cfg.queue_batches.max(1));
+            senders.push(tx);
+            let recycle = recycle_tx.clone();
+            let records = sink.is_some().then(|| record_tx.clone());
+            let hasher = hasher.clone();
+            let timeouts = cfg.timeouts;
+            let handle = std::thread::Builder::new()
+                .name(format!("segwatch-worker-{i}"))
+                .spawn_scoped(scope, move || {
+                    let mut worker = Worker::new(per_worker_flows, timeouts, hasher, records);
+                    for batch in rx {
+                        worker.process(&batch);
+                        // The reader may have finished; then the batch is simply freed.
+                        let _ = recycle.send(batch);
+                    }
+                    worker.finish()
+                });
+            handles.push(handle);
+        }
+        drop(record_tx);
+        drop(recycle_tx);
+
+        let mut dispatcher = Dispatcher::new(
+            senders,
+            recycle_rx,
+            hasher.clone(),
+            DispatchConfig {
+                batch_size: cfg.batch_size.max(1),
+                payload_prefix: cfg.payload_prefix,
+                backpressure: if live {
+                    Backpressure::Drop
+                } else {
+                    Backpressure::Wait
+                },
+                fragment_cap: 65_536,
+            },
+        );
+        read_loop(source, &mut dispatcher, &mut summary, &hooks, live);
+        let dispatch_stats = dispatcher.finish();
+
+        let mut reports = Vec::with_capacity(workers);
+        let mut failure = None;
+        for h in handles {
+            match h {
+                Ok(h) => match h.join() {
+                    Ok(r) => reports.push(r),
+                    Err(_) => failure = Some("worker panicked".to_string()),
+                },
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        let write_result = sink.map(|s| {
+            s.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("flow writer panicked")))
+        });
+        match failure {
+            Some(f) => Err(PipelineError::Worker(f)),
+            None => Ok((reports, dispatch_stats, write_result)),
+        }
+    })?;
+
+    if let Some(r) = write_result {
+        r.map_err(PipelineError::FlowOutput)?;
+    }
+    summary.dispatch = dispatch_stats;
+    for WorkerReport {
+        counters,
+        table,
+        totals,
+    } in reports
+    {
+        summary.worker.merge(counters);
+        summary.table.created += table.created;
+        summary.table.expired += table.expired;
+        summary.table.evicted += table.evicted;
+        summary.table.reused += table.reused;
+        summary.table.peak_active += table.peak_active;
+        summary.flows.merge(totals);
+    }
+    let stats = source.stats();
+    summary.capture.kernel_dropped = stats.kernel_dropped;
+    summary.capture.interface_dropped = stats.interface_dropped;
+    summary.capture.file_problems = source.problems();
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Live capture: pending batches are sent at least this often, so flows are
+/// decided promptly even at low packet rates.
+const LIVE_FLUSH: Duration = Duration::from_millis(50);
+
+fn read_loop(
+    source: &mut dyn FrameSource,
+    dispatcher: &mut Dispatcher,
+    summary: &mut RunSummary,
+    hooks: &RunHooks<'_>,
+    live: bool,
+) {
+    let mut last_flush = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        if hooks.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
+        match source.next_frame() {
+            Next::Frame(frame) => {
+                let c = &mut summary.capture;
+                c.frames += 1;
+                c.bytes += u64::from(frame.wire_len);
+                match decode(frame.link, frame.data, frame.wire_len, frame.ts_ns) {
+                    Ok(d) => {
+                        if d.truncated {
+                            c.truncated_frames += 1;
+                        }
+                        if let Err(p) = dispatcher.push(d) {
+                            c.count_problem(p);
+                        }
+                    }
+                    Err(p) => c.count_problem(p),
+                }
+                n += 1;
+                if n.is_multiple_of(1024) {
+                    dispatcher.tick();
+                    if live && last_flush.elapsed() >= LIVE_FLUSH {
+                        dispatcher.flush();
+                        last_flush = Instant::now();
+                    }
+                    if n.is_multiple_of(65_536)
+                        && let (Some(cb), Some((done, total))) = (hooks.progress, source.progress())
+                    {
+                        cb(done, total);
+                    }
+                }
+            }
+            Next::Idle => {
+                dispatcher.tick();
+                dispatcher.flush();
+                last_flush = Instant::now();
+            }
+            Next::End => break,
+        }
+    }
+    if let (Some(cb), Some((done, total))) = (hooks.progress, source.progress()) {
+        cb(done, total);
+    }
+}

@@ -1,0 +1,334 @@
+//! The run summary: what a run saw, as counters, and its readable form.
+//!
+//! Workers keep their own [`FlowTotals`] (no sharing on the packet path) and the
+//! pipeline merges them at the end. Per-host totals are bounded: past
+//! [`HOST_CAP`] distinct hosts per worker, new hosts are only counted as
+//! untracked, so a flood of spoofed sources cannot grow memory without bound.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use serde::Serialize;
+
+use crate::decode::{DecodeProblem, proto_name};
+use crate::dispatch::DispatchStats;
+use crate::flow::{FlowRecord, Outcome, TableStats};
+
+/// Distinct hosts tracked for top talkers, per worker.
+pub const HOST_CAP: usize = 200_000;
+
+/// Bytes and flows of one host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostTotals {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub flows: u64,
+}
+
+/// Totals over finished flows.
+#[derive(Clone, Debug, Default)]
+pub struct FlowTotals {
+    pub flows: u64,
+    /// (protocol number, outcome) → flows.
+    pub by_proto_outcome: BTreeMap<(u8, Outcome), u64>,
+    pub hosts: HashMap<IpAddr, HostTotals>,
+    /// Flow endpoints not tracked because the host table was full.
+    pub untracked_hosts: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+}
+
+impl FlowTotals {
+    pub fn add(&mut self, r: &FlowRecord) {
+        self.flows += 1;
+        *self.by_proto_outcome.entry((r.proto, r.outcome)).or_default() += 1;
+        self.host(r.src_ip, r.bytes_fwd, r.bytes_rev);
+        self.host(r.dst_ip, r.bytes_rev, r.bytes_fwd);
+        self.first_ns = Some(self.first_ns.map_or(r.start, |t| t.min(r.start)));
+        self.last_ns = Some(self.last_ns.map_or(r.end, |t| t.max(r.end)));
+    }
+
+    fn host(&mut self, ip: IpAddr, sent: u64, received: u64) {
+        let len = self.hosts.len();
+        match self.hosts.get_mut(&ip) {
+            Some(h) => {
+                h.bytes_sent += sent;
+                h.bytes_received += received;
+                h.flows += 1;
+            }
+            None if len < HOST_CAP => {
+                self.hosts.insert(
+                    ip,
+                    HostTotals {
+                        bytes_sent: sent,
+                        bytes_received: received,
+                        flows: 1,
+                    },
+                );
+            }
+            None => self.untracked_hosts += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: FlowTotals) {
+        self.flows += other.flows;
+        for (k, v) in other.by_proto_outcome {
+            *self.by_proto_outcome.entry(k).or_default() += v;
+        }
+        for (ip, h) in other.hosts {
+            let e = self.hosts.entry(ip).or_default();
+            e.bytes_sent += h.bytes_sent;
+            e.bytes_received += h.bytes_received;
+            e.flows += h.flows;
+        }
+        self.untracked_hosts += other.untracked_hosts;
+        self.first_ns = match (self.first_ns, other.first_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ns = match (self.last_ns, other.last_ns) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The `n` hosts with the most bytes (sent + received), ties by address.
+    pub fn top_talkers(&self, n: usize) -> Vec<(IpAddr, HostTotals)> {
+        let mut v: Vec<_> = self.hosts.iter().map(|(ip, h)| (*ip, *h)).collect();
+        v.sort_by(|a, b| {
+            (b.1.bytes_sent + b.1.bytes_received)
+                .cmp(&(a.1.bytes_sent + a.1.bytes_received))
+                .then(a.0.cmp(&b.0))
+        });
+        v.truncate(n);
+        v
+    }
+}
+
+/// Counters of the capture side.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureTotals {
+    /// Frames read from the capture.
+    pub frames: u64,
+    /// Sum of on-the-wire frame lengths.
+    pub bytes: u64,
+    /// Frames that were cut short (snaplen) but still attributed to a flow.
+    pub truncated_frames: u64,
+    /// Frames that could not be used, by reason.
+    pub decode_problems: BTreeMap<&'static str, u64>,
+    /// Packets the kernel or interface dropped (live capture, from libpcap).
+    pub kernel_dropped: u64,
+    pub interface_dropped: u64,
+    /// Problems with capture files (truncated, corrupt), one line each.
+    pub file_problems: Vec<String>,
+}
+
+impl CaptureTotals {
+    pub fn count_problem(&mut self, p: DecodeProblem) {
+        *self.decode_problems.entry(p.as_str()).or_default() += 1;
+    }
+
+    pub fn problems_total(&self) -> u64 {
+        self.decode_problems.values().sum()
+    }
+}
+
+/// Worker-side packet counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerCounters {
+    pub packets: u64,
+    pub arp_packets: u64,
+    pub icmp_errors_attributed: u64,
+}
+
+impl WorkerCounters {
+    pub fn merge(&mut self, o: WorkerCounters) {
+        self.packets += o.packets;
+        self.arp_packets += o.arp_packets;
+        self.icmp_errors_attributed += o.icmp_errors_attributed;
+    }
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub capture: CaptureTotals,
+    pub dispatch: DispatchStats,
+    pub workers: usize,
+    pub worker: WorkerCounters,
+    pub table: TableStats,
+    pub flows: FlowTotals,
+    pub elapsed_secs: f64,
+}
+
+impl RunSummary {
+    pub fn packets_per_sec(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.capture.frames as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// A JSON object with the same content as the text form.
+    pub fn to_json(&self) -> serde_json::Value {
+        let flows_by: Vec<_> = self
+            .flows
+            .by_proto_outcome
+            .iter()
+            .map(|((p, o), n)| serde_json::json!({"proto": proto_name(*p), "outcome": o, "flows": n}))
+            .collect();
+        let top: Vec<_> = self
+            .flows
+            .top_talkers(10)
+            .into_iter()
+            .map(|(ip, h)| serde_json::json!({"ip": ip, "bytes_sent": h.bytes_sent, "bytes_received": h.bytes_received, "flows": h.flows}))
+            .collect();
+        serde_json::json!({
+            "capture": self.capture,
+            "capture_start": self.flows.first_ns.map(crate::flow::record::format_rfc3339),
+            "capture_end": self.flows.last_ns.map(crate::flow::record::format_rfc3339),
+            "workers": self.workers,
+            "dispatch": {
+                "batches": self.dispatch.batches,
+                "reader_waits": self.dispatch.waits,
+                "dropped_packets": self.dispatch.dropped_packets,
+                "fragments_attributed": self.dispatch.fragments_attributed,
+            },
+            "worker": self.worker,
+            "flow_table": {
+                "created": self.table.created,
+                "expired": self.table.expired,
+                "evicted": self.table.evicted,
+                "reused": self.table.reused,
+                "peak_active": self.table.peak_active,
+            },
+            "flows": self.flows.flows,
+            "flows_by_proto_outcome": flows_by,
+            "top_talkers": top,
+            "untracked_hosts": self.flows.untracked_hosts,
+            "elapsed_seconds": self.elapsed_secs,
+            "packets_per_second": self.packets_per_sec(),
+        })
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.capture;
+        writeln!(f, "segwatch summary")?;
+        if let (Some(a), Some(b)) = (self.flows.first_ns, self.flows.last_ns) {
+            writeln!(
+                f,
+                "  capture window   {} .. {}",
+                crate::flow::record::format_rfc3339(a),
+                crate::flow::record::format_rfc3339(b)
+            )?;
+        }
+        writeln!(
+            f,
+            "  packets          {} ({} on the wire)",
+            c.frames,
+            human_bytes(c.bytes)
+        )?;
+        writeln!(
+            f,
+            "  elapsed          {:.2} s, {:.0} packets/s, {} worker(s)",
+            self.elapsed_secs,
+            self.packets_per_sec(),
+            self.workers
+        )?;
+        writeln!(
+            f,
+            "  flows            {} (peak {} active, {} expired, {} evicted for room)",
+            self.flows.flows, self.table.peak_active, self.table.expired, self.table.evicted
+        )?;
+        if !self.flows.by_proto_outcome.is_empty() {
+            writeln!(f, "  flows by protocol and outcome")?;
+            let mut protos: BTreeMap<u8, [u64; 4]> = BTreeMap::new();
+            for ((p, o), n) in &self.flows.by_proto_outcome {
+                let i = Outcome::ALL.iter().position(|x| x == o).unwrap_or(0);
+                protos.entry(*p).or_default()[i] += n;
+            }
+            writeln!(
+                f,
+                "    {:<12} {:>10} {:>10} {:>12} {:>10}",
+                "proto", "attempted", "rejected", "established", "closed"
+            )?;
+            for (p, n) in protos {
+                writeln!(
+                    f,
+                    "    {:<12} {:>10} {:>10} {:>12} {:>10}",
+                    proto_name(p),
+                    n[0],
+                    n[1],
+                    n[2],
+                    n[3]
+                )?;
+            }
+        }
+        let top = self.flows.top_talkers(10);
+        if !top.is_empty() {
+            writeln!(f, "  top talkers (bytes sent + received)")?;
+            for (ip, h) in top {
+                writeln!(
+                    f,
+                    "    {:<40} {:>12} {:>8} flows",
+                    ip.to_string(),
+                    human_bytes(h.bytes_sent + h.bytes_received),
+                    h.flows
+                )?;
+            }
+        }
+        if c.truncated_frames > 0 {
+            writeln!(
+                f,
+                "  truncated frames {} (cut by snaplen, decoded as far as they go)",
+                c.truncated_frames
+            )?;
+        }
+        if c.decode_problems.is_empty() {
+            writeln!(f, "  decode problems  none")?;
+        } else {
+            writeln!(f, "  decode problems  {} frames skipped", c.problems_total())?;
+            for (reason, n) in &c.decode_problems {
+                writeln!(f, "    {reason:<24} {n}")?;
+            }
+        }
+        if self.dispatch.fragments_attributed > 0 {
+            writeln!(
+                f,
+                "  fragments        {} later fragments attributed to their flow",
+                self.dispatch.fragments_attributed
+            )?;
+        }
+        if c.kernel_dropped + c.interface_dropped + self.dispatch.dropped_packets > 0 {
+            writeln!(
+                f,
+                "  capture loss     kernel {}, interface {}, segwatch queues {}",
+                c.kernel_dropped, c.interface_dropped, self.dispatch.dropped_packets
+            )?;
+        }
+        for p in &c.file_problems {
+            writeln!(f, "  input problem    {p}")?;
+        }
+        Ok(())
+    }
+}
