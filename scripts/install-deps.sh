@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install what segwatch needs on Debian, only when missing:
+#   build: libpcap-dev (and pkg-config, gcc)
+#   tests: tshark (cross-check), tcpdump and tcpreplay (benchmarks), iproute2 (network namespaces)
+# Usage: scripts/install-deps.sh [build|test]
+set -euo pipefail
+want=(libpcap-dev pkg-config gcc)
+if [ "${1:-build}" = test ]; then
+  want+=(tshark tcpdump iproute2 python3)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust from https://rustup.rs (or Debian's cargo package)" >&2
+  exit 1
+fi

@@ -1,0 +1,179 @@
+//! The real binary: subcommands, exit codes, outputs and error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn segwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segwatch"))
+        .args(args)
+        .output()
+        .expect("run segwatch")
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn analyze_the_bundled_sample_with_its_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows.jsonl");
+    let summary = dir.path().join("summary.json");
+    let out = segwatch(&[
+        "analyze",
+        repo("configs/sample/office.pcap").to_str().unwrap_or_default(),
+        "--config",
+        repo("configs/sample/segwatch.toml").to_str().unwrap_or_default(),
+        "--flows",
+        flows.to_str().unwrap_or_default(),
+        "--summary-json",
+        summary.to_str().unwrap_or_default(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for needle in [
+        "packets          12213",
+        "flows by protocol and outcome",
+        "top talkers",
+        "decode problems  none",
+        "packets/s",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
+    let lines = std::fs::read_to_string(&flows).expect("flows written");
+    let first: serde_json::Value =
+        serde_json::from_str(lines.lines().next().unwrap_or("{}")).expect("json");
+    for field in [
+        "start",
+        "end",
+        "proto",
+        "src_ip",
+        "src_port",
+        "dst_ip",
+        "dst_port",
+        "vlan",
+        "packets_fwd",
+        "packets_rev",
+        "bytes_fwd",
+        "bytes_rev",
+        "outcome",
+    ] {
+        assert!(first.get(field).is_some(), "field {field} missing: {first}");
+    }
+    // The CDE breach from the scenario is there, established and closed.
+    let breach = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["src_ip"] == "10.10.1.23" && r["dst_ip"] == "10.20.0.20")
+        .expect("breach flow");
+    assert_eq!(breach["dst_port"], 5432);
+    assert_eq!(breach["vlan"], 20);
+    assert_eq!(breach["outcome"], "closed");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
+    assert_eq!(s["capture"]["frames"], 12213);
+    assert_eq!(s["flows"], lines.lines().count());
+    assert!(!dir.path().join("flows.jsonl.partial").exists());
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = segwatch(&["--help"]);
+    let help = text(&out.stdout);
+    for sub in ["analyze", "run", "check-config", "generate"] {
+        assert!(help.contains(sub), "{help}");
+    }
+    let out = segwatch(&["analyze", "--help"]);
+    let help = text(&out.stdout);
+    for opt in ["--config", "--flows", "--workers", "--max-flows", "--summary-json", "Exit status"] {
+        assert!(help.contains(opt), "{opt}: {help}");
+    }
+    let out = segwatch(&["run", "--help"]);
+    let help = text(&out.stdout);
+    for opt in ["--interface", "--filter", "--snaplen", "--buffer-mib", "--no-promisc"] {
+        assert!(help.contains(opt), "{opt}: {help}");
+    }
+}
+
+#[test]
+fn bad_config_names_file_line_and_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[pipeline]\nworkers = 2\n\n[flows]\nmax_flow = 10\n").expect("write");
+    let out = segwatch(&["check-config", cfg.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.toml:5:1"), "{err}");
+    assert!(err.contains("max_flow"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
+    let out = segwatch(&[
+        "analyze",
+        repo("configs/sample/office.pcap").to_str().unwrap_or_default(),
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("bad.toml:5:1"));
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let mut checked = 0;
+    for dir in ["configs", "configs/sample"] {
+        for entry in std::fs::read_dir(repo(dir)).expect("configs dir").flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                let out = segwatch(&["check-config", p.to_str().unwrap_or_default()]);
+                assert!(out.status.success(), "{}: {}", p.display(), text(&out.stderr));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn missing_and_corrupt_inputs_fail_cleanly() {
+    let out = segwatch(&["analyze", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("/nonexistent/x.pcap"), "{err}");
+
+    // Truncated file: exit 2, summary still printed with what was read.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(repo("configs/sample/office.pcap")).expect("sample");
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let out = segwatch(&["analyze", cut.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("input problem"), "{stdout}");
+    assert!(stdout.contains("flows by protocol"), "{stdout}");
+}
+
+#[test]
+fn run_without_interface_explains_what_to_do() {
+    let out = segwatch(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--interface"));
+    let out = segwatch(&["run", "--interface", "segwatch-no-such-if0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("segwatch-no-such-if0"));
+}
+
+#[test]
+fn generated_sample_matches_the_bundled_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("office.pcap");
+    let out = segwatch(&["generate", "sample", "--out", p.to_str().unwrap_or_default()]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(&p).expect("generated"),
+        std::fs::read(repo("configs/sample/office.pcap")).expect("bundled"),
+        "regenerate with: segwatch generate sample --out configs/sample/office.pcap"
+    );
+}
