@@ -1,0 +1,167 @@
+//! Real captures from `../shared/pcaps` (skipped when the folder is absent):
+//! every file is analysed without a panic, and flows agree with tshark's
+//! conversation tables.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{analyze, cfg, shared_pcaps};
+use segwatch::capture::FileSource;
+use segwatch::flow::Timeouts;
+use segwatch::pipeline::{self, RunHooks};
+
+fn captures_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            captures_under(&p, out);
+        } else if p
+            .extension()
+            .is_some_and(|x| x == "pcap" || x == "pcapng")
+        {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_shared_capture_is_analysed_without_panic() {
+    let Some(root) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps not present");
+        return;
+    };
+    let mut files = Vec::new();
+    captures_under(&root, &mut files);
+    files.sort();
+    assert!(files.len() > 100, "found {}", files.len());
+    let mut frames = 0;
+    for f in &files {
+        // A file libpcap refuses to open is an error with the file's name, not a panic.
+        let mut src = match FileSource::open(std::slice::from_ref(f)) {
+            Ok(s) => s,
+            Err(e) => {
+                assert!(e.to_string().contains(&*f.to_string_lossy()));
+                continue;
+            }
+        };
+        let s = pipeline::run(&mut src, &cfg(2), None, RunHooks::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let used = s.worker.packets + s.capture.problems_total();
+        assert_eq!(used, s.capture.frames, "{}: every frame is used or counted", f.display());
+        frames += s.capture.frames;
+    }
+    assert!(frames > 200_000, "{frames}");
+}
+
+/// Frames each way per unordered endpoint pair: ((a, b), (frames a→b, frames b→a)) with a < b.
+type ConvTable = BTreeMap<(String, String), (u64, u64)>;
+
+fn tshark_conversations(file: &Path, kind: &str) -> Option<ConvTable> {
+    let out = Command::new("tshark")
+        .args(["-n", "-q", "-r"])
+        .arg(file)
+        .args(["-z", &format!("conv,{kind}")])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut table = ConvTable::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((left, rest)) = line.split_once("<->") else {
+            continue;
+        };
+        let mut cols = rest.split_whitespace();
+        let right = cols.next()?.to_string();
+        // "<-" frames (right → left), bytes, unit, "->" frames (left → right).
+        let to_left: u64 = cols.next()?.parse().ok()?;
+        cols.next();
+        cols.next();
+        let to_right: u64 = cols.next()?.parse().ok()?;
+        let left = left.trim().to_string();
+        let (a, b, ab, ba) = if left <= right {
+            (left, right, to_right, to_left)
+        } else {
+            (right, left, to_left, to_right)
+        };
+        let e = table.entry((a, b)).or_default();
+        e.0 += ab;
+        e.1 += ba;
+    }
+    Some(table)
+}
+
+fn segwatch_conversations(file: &Path, proto: &str) -> ConvTable {
+    // No idle splits: tshark's table has one row per address/port pair.
+    let mut c = cfg(2);
+    c.timeouts = Timeouts::from_secs(604_800, 604_800, 604_800, 604_800, 604_800, 604_800);
+    let (_, records) = analyze(&[file.to_path_buf()], &c);
+    let mut table = ConvTable::new();
+    for r in records.iter().filter(|r| r["proto"] == proto) {
+        let ep = |ip: &str, port: &serde_json::Value| format!("{ip}:{port}");
+        let src = ep(r["src_ip"].as_str().unwrap_or(""), &r["src_port"]);
+        let dst = ep(r["dst_ip"].as_str().unwrap_or(""), &r["dst_port"]);
+        let fwd = r["packets_fwd"].as_u64().unwrap_or(0);
+        let rev = r["packets_rev"].as_u64().unwrap_or(0);
+        let (a, b, ab, ba) = if src <= dst {
+            (src, dst, fwd, rev)
+        } else {
+            (dst, src, rev, fwd)
+        };
+        let e = table.entry((a, b)).or_default();
+        e.0 += ab;
+        e.1 += ba;
+    }
+    table
+}
+
+#[test]
+fn flows_match_tshark_conversation_tables() {
+    let Some(root) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps not present");
+        return;
+    };
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("skipped: tshark not installed (scripts/install-deps.sh test installs it)");
+        return;
+    }
+    // Files without tunnels, fragments or ICMP errors about TCP/UDP, where both
+    // tools must agree frame for frame.
+    let files = [
+        ("benign/ntopng_home_lan_snapshot.pcap", ["tcp", "udp"].as_slice()),
+        ("labeled/nmap_syn_scan.pcap", &["tcp"]),
+        ("labeled/nmap_connect_scan.pcap", &["tcp"]),
+        ("labeled/nmap_xmas_scan.pcap", &["tcp"]),
+        ("labeled/ntopng_syn_scan_scanme.pcap", &["tcp"]),
+        ("labeled/ntopng_tcp_syn_flood_lan.pcapng", &["tcp", "udp"]),
+        ("labeled/stopddos_synflood_spoofed.pcap", &["tcp"]),
+        ("labeled/slips_c2_beacon_periodic_2s.pcap", &["tcp", "udp"]),
+        ("labeled/slips_c2_beacon_jitter_2to3.6s.pcap", &["tcp", "udp"]),
+        ("labeled/dns_tunnel_iodine_ndpi.pcap", &["udp"]),
+    ];
+    let mut compared = 0;
+    for (name, protos) in files {
+        let path = root.join(name);
+        if !path.exists() {
+            continue;
+        }
+        for proto in protos {
+            let Some(expected) = tshark_conversations(&path, proto) else {
+                panic!("tshark failed on {name}");
+            };
+            let got = segwatch_conversations(&path, proto);
+            assert_eq!(got.len(), expected.len(), "{name} {proto}: conversation count");
+            for (k, v) in &expected {
+                assert_eq!(got.get(k), Some(v), "{name} {proto} {k:?}");
+            }
+            compared += expected.len();
+        }
+    }
+    assert!(compared > 1000, "compared {compared} conversations");
+}
