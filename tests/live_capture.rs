@@ -1,0 +1,208 @@
+//! Live capture: two hosts in network namespaces joined by a veth pair
+//! (198.18.77.0/24), real TCP and UDP between them, `segwatch run` capturing
+//! on one end. Skipped, with a message, where namespaces cannot be made.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Netns {
+    a: String,
+    b: String,
+}
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        let id = std::process::id() % 100_000;
+        let n = Netns {
+            a: format!("sgw-a-{id}"),
+            b: format!("sgw-b-{id}"),
+        };
+        let va = format!("sgwa{id}");
+        let vb = format!("sgwb{id}");
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), n.a.clone()],
+            vec!["netns".into(), "add".into(), n.b.clone()],
+            vec![
+                "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb, "netns",
+                &n.b,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        ];
+        for s in &steps {
+            if !ip(None, s) {
+                return None;
+            }
+        }
+        for (ns, dev, addr) in [(&n.a, &va, "198.18.77.1/24"), (&n.b, &vb, "198.18.77.2/24")] {
+            let ok = ip(Some(ns), &["addr", "add", addr, "dev", dev])
+                && ip(Some(ns), &["link", "set", dev, "up"])
+                && ip(Some(ns), &["link", "set", "lo", "up"]);
+            if !ok {
+                return None;
+            }
+        }
+        Some(n)
+    }
+
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    fn veth_b(&self) -> String {
+        format!("sgwb{}", std::process::id() % 100_000)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip<S: AsRef<str>>(ns: Option<&str>, args: &[S]) -> bool {
+    let mut c = Command::new("ip");
+    if let Some(ns) = ns {
+        c.args(["-n", ns]);
+    }
+    c.args(args.iter().map(|a| a.as_ref()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+const SERVER: &str = r#"
+import socket, sys
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("198.18.77.2", 8080)); tcp.listen(1)
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("198.18.77.2", 9999))
+print("ready", flush=True)
+c, _ = tcp.accept(); got = 0
+while got < 1000:
+    d = c.recv(4096)
+    if not d: break
+    got += len(d)
+c.sendall(b"y" * 3000); c.close()
+d, peer = udp.recvfrom(2048); udp.sendto(d * 2, peer)
+"#;
+
+const CLIENT: &str = r#"
+import socket, time
+s = socket.create_connection(("198.18.77.2", 8080)); s.sendall(b"x" * 1000)
+got = 0
+while True:
+    d = s.recv(4096)
+    if not d: break
+    got += len(d)
+s.close(); assert got == 3000, got
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+u.bind(("198.18.77.1", 40999))
+u.sendto(b"ping" * 10, ("198.18.77.2", 9999)); u.recvfrom(2048)
+u.sendto(b"nobody", ("198.18.77.2", 9998))
+try:
+    u.recvfrom(2048)
+except OSError:
+    pass
+r = socket.socket()
+try:
+    r.connect(("198.18.77.2", 81))
+except ConnectionRefusedError:
+    pass
+time.sleep(0.3)
+"#;
+
+#[test]
+fn live_capture_between_two_namespaces() {
+    let Some(net) = Netns::create() else {
+        eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows.jsonl");
+    let summary = dir.path().join("summary.json");
+    let mut sensor = net
+        .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
+        .args(["run", "--interface", &net.veth_b(), "--workers", "2", "--quiet"])
+        .arg("--flows")
+        .arg(&flows)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start segwatch run");
+    let mut server = net
+        .exec(&net.b, "python3")
+        .args(["-c", SERVER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    // Give libpcap and the server time to open.
+    std::thread::sleep(Duration::from_millis(1500));
+    let client = net
+        .exec(&net.a, "python3")
+        .args(["-c", CLIENT])
+        .status()
+        .expect("client");
+    assert!(client.success(), "client failed");
+    let _ = server.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &sensor.id().to_string()])
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = sensor.try_wait() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "segwatch did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = sensor.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "segwatch run failed: {err}");
+    check_flows(&flows, &err);
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
+    assert_eq!(s["dispatch"]["dropped_packets"], 0);
+}
+
+fn check_flows(path: &Path, stderr: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |proto: &str, dport: u64| {
+        records
+            .iter()
+            .find(|r| {
+                r["proto"] == proto
+                    && r["src_ip"] == "198.18.77.1"
+                    && r["dst_ip"] == "198.18.77.2"
+                    && r["dst_port"] == dport
+            })
+            .unwrap_or_else(|| panic!("no {proto} flow to port {dport} in {records:#?}"))
+    };
+    let tcp = find("tcp", 8080);
+    assert_eq!(tcp["outcome"], "closed");
+    assert_eq!(tcp["handshake"], true);
+    // 1000 bytes of payload up, 3000 down, plus headers.
+    assert!(tcp["bytes_fwd"].as_u64().unwrap_or(0) > 1000);
+    assert!(tcp["bytes_rev"].as_u64().unwrap_or(0) > 3000);
+    assert_eq!(find("tcp", 81)["outcome"], "rejected");
+    let udp = find("udp", 9999);
+    assert_eq!(udp["outcome"], "established");
+    assert_eq!(udp["src_port"], 40999);
+    assert_eq!(udp["bytes_fwd"], 14 + 20 + 8 + 40);
+    assert_eq!(udp["bytes_rev"], 14 + 20 + 8 + 80);
+    assert_eq!(find("udp", 9998)["outcome"], "rejected");
+}
