@@ -6,7 +6,7 @@
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3)
+  want+=(tshark tcpdump iproute2 python3 bc time)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -69,6 +69,18 @@ enum GenerateWhat {
         #[arg(long, default_value_t = 10)]
         packets_per_flow: u32,
     },
+    /// A SYN flood from random spoofed sources (one half-open flow per SYN).
+    Flood {
+        /// Output capture file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of SYNs.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u32,
+        /// SYNs per second of capture time.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u32,
+    },
 }
 
 /// Options shared by `analyze` and `run`.
@@ -314,6 +326,11 @@ fn generate(what: GenerateWhat) -> Result<ExitCode> {
                 w.bytes,
                 out.display()
             );
+        }
+        GenerateWhat::Flood { out, packets, rate } => {
+            let w = synth::bench::write_syn_flood(&out, packets, rate, synth::office::START_NS)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} SYNs to {}", w.packets, out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

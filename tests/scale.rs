@@ -5,11 +5,7 @@ mod common;
 use common::{analyze, cfg, read_records};
 use segwatch::capture::FileSource;
 use segwatch::pipeline::{self, PipelineConfig, RunHooks};
-use segwatch::synth::SplitMix;
-use segwatch::synth::bench::{BenchShape, write_bench};
-use segwatch::synth::frame::{L4, Spec};
-use segwatch::synth::pcap_file::FileOptions;
-use segwatch::synth::trace::Trace;
+use segwatch::synth::bench::{BenchShape, write_bench, write_syn_flood};
 
 #[test]
 fn one_worker_or_eight_give_the_same_flow_records() {
@@ -44,29 +40,9 @@ fn one_worker_or_eight_give_the_same_flow_records() {
 #[test]
 fn syn_flood_from_random_sources_stays_under_the_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut t = Trace::new();
-    let mut rng = SplitMix(7);
-    let victim = std::net::IpAddr::from([198, 18, 0, 10]);
     let n = 200_000u32;
-    for i in 0..n {
-        let src = std::net::Ipv4Addr::from(rng.next() as u32);
-        let spec = Spec::new(
-            src.into(),
-            victim,
-            L4::Tcp {
-                sport: (rng.next() % 60_000) as u16 + 1024,
-                dport: 80,
-                flags: segwatch::decode::tcp_flags::SYN,
-                seq: i,
-                ack: 0,
-            },
-        );
-        // 100k SYN/s.
-        t.push(1_700_000_000_000_000_000 + i64::from(i) * 10_000, spec.frame());
-    }
     let file = dir.path().join("flood.pcap");
-    t.write(&file, FileOptions::default()).expect("write");
-    drop(t);
+    write_syn_flood(&file, n, 100_000, 1_700_000_000_000_000_000).expect("write");
     let cap = 20_000;
     let config = PipelineConfig {
         workers: 2,

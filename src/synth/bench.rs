@@ -165,3 +165,35 @@ pub fn write_bench(path: &Path, shape: BenchShape, start_ns: i64) -> io::Result<
     std::io::Write::flush(&mut w.into_inner())?;
     Ok(out)
 }
+
+/// Write a SYN flood: `packets` SYNs from random spoofed sources to one victim
+/// (198.18.0.10:80), `rate` per second. Every SYN is its own half-open flow.
+pub fn write_syn_flood(path: &Path, packets: u32, rate: u32, start_ns: i64) -> io::Result<BenchWritten> {
+    let file = std::fs::File::create(path)?;
+    let mut w = CaptureWriter::new(BufWriter::with_capacity(1 << 20, file), FileOptions::default())?;
+    let mut rng = SplitMix(7);
+    let victim = IpAddr::from([198, 18, 0, 10]);
+    let gap = 1_000_000_000 / i64::from(rate.max(1));
+    let mut out = BenchWritten::default();
+    for i in 0..packets {
+        let src = Ipv4Addr::from(rng.next() as u32);
+        let f = Spec::new(
+            src.into(),
+            victim,
+            L4::Tcp {
+                sport: (rng.next() % 60_000) as u16 + 1024,
+                dport: 80,
+                flags: SYN,
+                seq: i,
+                ack: 0,
+            },
+        )
+        .frame();
+        w.write(start_ns + i64::from(i) * gap, &f)?;
+        out.packets += 1;
+        out.flows += 1;
+        out.bytes += f.len() as u64;
+    }
+    std::io::Write::flush(&mut w.into_inner())?;
+    Ok(out)
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# End-to-end throughput of `segwatch analyze` against plain reads of the same
+# file in the same run: a minimal libpcap loop with the same pcap crate
+# (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`. Prints packets/s
+# and the ratios; each tool runs ROUNDS times, interleaved, best time kept
+# (shared machines are noisy; ratios matter more than absolute figures).
+#
+# Usage: benches/throughput.sh [FILE]      (default: generate bench-data/bench.pcap,
+#        2,000,000 packets in 200,000 flows)
+#        ROUNDS=5 WORKERS=1 benches/throughput.sh FILE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+scripts/install-deps.sh test >/dev/null
+cargo build --release --locked -q
+cargo bench --locked --bench pcap_read --no-run -q 2>/dev/null
+SEGWATCH=./target/release/segwatch
+FILE=${1:-bench-data/bench.pcap}
+if [ ! -f "$FILE" ]; then
+  mkdir -p "$(dirname "$FILE")"
+  $SEGWATCH generate bench --out "$FILE"
+fi
+READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
+cat "$FILE" > /dev/null   # warm the page cache for every contender alike
+
+now() { date +%s.%N; }
+best_segwatch=999999 best_pcap=999999 best_tcpdump=999999
+for r in $(seq "$ROUNDS"); do
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --summary-json bench-data/summary.json; t1=$(now)
+  s=$(echo "$t1 - $t0" | bc -l)
+  t0=$(now); "$READER" "$FILE" > bench-data/pcap_read.out; t1=$(now)
+  p=$(echo "$t1 - $t0" | bc -l)
+  t0=$(now); tcpdump -q -r "$FILE" -w /dev/null 2>/dev/null; t1=$(now)
+  d=$(echo "$t1 - $t0" | bc -l)
+  best_segwatch=$(echo "if ($s < $best_segwatch) $s else $best_segwatch" | bc -l)
+  best_pcap=$(echo "if ($p < $best_pcap) $p else $best_pcap" | bc -l)
+  best_tcpdump=$(echo "if ($d < $best_tcpdump) $d else $best_tcpdump" | bc -l)
+  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs\n' "$r" "$s" "$p" "$d"
+done
+frames=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' bench-data/pcap_read.out)
+flows=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["flows"])')
+workers=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["workers"])')
+rss=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} ; } 2>&1 | tail -1)
+echo
+echo "file: $FILE ($frames packets, $flows flows), segwatch workers: $workers, best of $ROUNDS"
+printf '%-22s %10s %14s\n' "" "seconds" "packets/s"
+for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump"; do
+  name=${row%%:*}; t=${row##*:}
+  printf '%-22s %10.3f %14.0f\n' "$name" "$t" "$(echo "$frames / $t" | bc -l)"
+done
+printf 'ratio segwatch / pcap crate read: %.2f\n' "$(echo "$best_pcap / $best_segwatch" | bc -l)"
+printf 'ratio segwatch / tcpdump:         %.2f\n' "$(echo "$best_tcpdump / $best_segwatch" | bc -l)"
+echo "segwatch peak RSS: $((rss / 1024)) MiB"
