@@ -12,13 +12,22 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let tcp = Spec::new(
         [10, 0, 0, 1].into(),
         [10, 0, 0, 2].into(),
-        L4::Tcp { sport: 40000, dport: 443, flags: tcp_flags::ACK | tcp_flags::PSH, seq: 1, ack: 1 },
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: tcp_flags::ACK | tcp_flags::PSH,
+            seq: 1,
+            ack: 1,
+        },
     )
     .payload(&[0u8; 512]);
     let v6 = Spec::new(
         "2001:db8::1".parse().unwrap_or([0u8; 16].into()),
         "2001:db8::2".parse().unwrap_or([0u8; 16].into()),
-        L4::Udp { sport: 5353, dport: 53 },
+        L4::Udp {
+            sport: 5353,
+            dport: 53,
+        },
     )
     .payload(&[0u8; 64]);
     vec![
@@ -40,7 +49,14 @@ fn bench_decode(c: &mut Criterion) {
 }
 
 fn facts(ts: i64) -> PacketFacts {
-    PacketFacts { ts_ns: ts, wire_len: 566, tcp_flags: tcp_flags::ACK, l4_payload_len: 512, icmp: None, icmp_error: None }
+    PacketFacts {
+        ts_ns: ts,
+        wire_len: 566,
+        tcp_flags: tcp_flags::ACK,
+        l4_payload_len: 512,
+        icmp: None,
+        icmp_error: None,
+    }
 }
 
 fn bench_flow_table(c: &mut Criterion) {
@@ -51,8 +67,24 @@ fn bench_flow_table(c: &mut Criterion) {
     let keys: Vec<_> = (0..n)
         .map(|i| {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 | i);
-            let d = decode(LinkType::Ethernet, &Spec::new(ip.into(), [198, 18, 0, 1].into(), L4::Tcp { sport: 1024 + (i % 50_000) as u16, dport: 443, flags: tcp_flags::ACK, seq: 0, ack: 0 }).frame(), 60, 0)
-                .map(|d| d.packet);
+            let d = decode(
+                LinkType::Ethernet,
+                &Spec::new(
+                    ip.into(),
+                    [198, 18, 0, 1].into(),
+                    L4::Tcp {
+                        sport: 1024 + (i % 50_000) as u16,
+                        dport: 443,
+                        flags: tcp_flags::ACK,
+                        seq: 0,
+                        ack: 0,
+                    },
+                )
+                .frame(),
+                60,
+                0,
+            )
+            .map(|d| d.packet);
             match d {
                 Ok(p) => match p.body {
                     Body::Ip(ip) => FlowKey::of_packet(p.vlans, &ip),
@@ -86,7 +118,7 @@ fn bench_flow_table(c: &mut Criterion) {
                     let h = t.hash(k);
                     t.packet(h, k, *s, &facts(0), &mut |_, _| {});
                 }
-                t.drain(&mut |f, _| {
+                t.drain(i64::MAX, &mut |f, _| {
                     black_box(f);
                 });
             },

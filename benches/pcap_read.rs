@@ -22,5 +22,8 @@ fn main() {
         check = check.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)));
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("frames={frames} bytes={bytes} seconds={secs:.6} pps={:.0} check={check}", frames as f64 / secs);
+    println!(
+        "frames={frames} bytes={bytes} seconds={secs:.6} pps={:.0} check={check}",
+        frames as f64 / secs
+    );
 }

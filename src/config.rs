@@ -59,7 +59,7 @@ struct RawPipeline {
     workers: Option<Spanned<i64>>,
     batch_size: Option<Spanned<i64>>,
     queue_batches: Option<Spanned<i64>>,
-    payload_prefix: Option<Spanned<i64>>,
+    frame_prefix: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,22 +82,12 @@ struct RawTimeouts {
 }
 
 /// Validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub capture: LiveOptions,
     pub pipeline: PipelineConfig,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            capture: LiveOptions::default(),
-            pipeline: PipelineConfig::default(),
-            source: None,
-        }
-    }
 }
 
 impl Config {
@@ -174,7 +164,7 @@ impl Config {
             batch_size: ranged(&p.batch_size, "pipeline.batch_size", 1, 65_536, 256)? as usize,
             queue_batches: ranged(&p.queue_batches, "pipeline.queue_batches", 1, 65_536, 64)?
                 as usize,
-            payload_prefix: ranged(&p.payload_prefix, "pipeline.payload_prefix", 0, 65_535, 64)?
+            frame_prefix: ranged(&p.frame_prefix, "pipeline.frame_prefix", 96, 65_535, 192)?
                 as usize,
             max_flows: ranged(
                 &raw.flows.max_flows,

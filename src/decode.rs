@@ -224,8 +224,6 @@ pub struct Packet {
 pub struct Decoded<'a> {
     pub packet: Packet,
     pub payload: &'a [u8],
-    /// The frame was cut short (snaplen) but still yielded a flow.
-    pub truncated: bool,
 }
 
 /// Decode one captured frame.
@@ -270,7 +268,6 @@ pub fn decode(
             Ok(Decoded {
                 packet: packet_base(Body::Arp(arp)),
                 payload: &[],
-                truncated: false,
             })
         }
         LaxNetSlice::Ipv4(v4) => {
@@ -339,7 +336,11 @@ fn slice_link(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, Decode
             // Address family in host byte order of the capturing machine; IPv4 is
             // 2 everywhere, IPv6 is 10, 24, 28 or 30 depending on the OS.
             let fam = data.get(0..4).ok_or(DecodeProblem::TruncatedLink)?;
-            let family = if fam[0] == 0 && fam[1] == 0 { fam[3] } else { fam[0] };
+            let family = if fam[0] == 0 && fam[1] == 0 {
+                fam[3]
+            } else {
+                fam[0]
+            };
             match family {
                 2 | 10 | 24 | 28 | 30 => from_ip(&data[4..]),
                 _ => Err(DecodeProblem::UnsupportedEthertype),
@@ -405,7 +406,6 @@ fn finish_ip<'a>(
         quoted: None,
     };
     let later_fragment = ip.fragment.is_some_and(|f| f.offset != 0);
-    let mut truncated = payload.incomplete;
     let mut l4_payload: &'a [u8] = &[];
     if later_fragment {
         // Ports live in the first fragment; the dispatcher attributes this one.
@@ -429,7 +429,13 @@ fn finish_ip<'a>(
             }
             Some(TransportSlice::Icmpv4(icmp)) => {
                 let (t, c) = (icmp.type_u8(), icmp.code_u8());
-                icmp_ports(&mut summary, t, c, icmp.bytes5to8(), &[8, 0, 13, 14, 15, 16]);
+                icmp_ports(
+                    &mut summary,
+                    t,
+                    c,
+                    icmp.bytes5to8(),
+                    &[8, 0, 13, 14, 15, 16],
+                );
                 summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
                 l4_payload = icmp.payload();
                 if matches!(t, 3 | 4 | 5 | 11 | 12) {
@@ -460,14 +466,12 @@ fn finish_ip<'a>(
                         8
                     };
                     summary.l4_payload_len = ip.wire_payload.saturating_sub(header_len) as u32;
-                    truncated |= ip.fragment.is_none();
                 } else if matches!(proto, proto::ICMP | proto::ICMPV6) {
                     let tc = raw.get(0..2).ok_or(DecodeProblem::TruncatedTransport)?;
                     summary.src_port = u16::from(tc[0]);
                     summary.dst_port = u16::from(tc[1]);
                     summary.icmp = Some((tc[0], tc[1]));
                     summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
-                    truncated |= ip.fragment.is_none();
                 } else {
                     summary.l4_payload_len = ip.wire_payload as u32;
                 }
@@ -477,7 +481,6 @@ fn finish_ip<'a>(
     Ok(Decoded {
         packet: packet_base(Body::Ip(summary)),
         payload: l4_payload,
-        truncated,
     })
 }
 
@@ -581,7 +584,6 @@ mod tests {
         assert_eq!((ip.src_port, ip.dst_port), (40000, 443));
         assert_eq!(ip.tcp_flags, tcp_flags::SYN);
         assert_eq!(ip.proto, proto::TCP);
-        assert!(!d.truncated);
     }
 
     #[test]
@@ -595,7 +597,6 @@ mod tests {
         assert_eq!((ip.src_port, ip.dst_port), (40000, 443));
         assert_eq!(ip.tcp_flags, tcp_flags::ACK);
         assert_eq!(ip.l4_payload_len, 1000);
-        assert!(d.truncated);
         assert_eq!(d.packet.wire_len as usize, f.len());
     }
 
@@ -651,7 +652,10 @@ mod tests {
             (LinkType::RawIp, ip),
         ] {
             let d = decode(link, frame, frame.len() as u32, 0).expect("decodes");
-            assert!(matches!(d.packet.body, Body::Ip(ip) if ip.dst_port == 443), "{link:?}");
+            assert!(
+                matches!(d.packet.body, Body::Ip(ip) if ip.dst_port == 443),
+                "{link:?}"
+            );
         }
     }
 

@@ -14,5 +14,5 @@ pub mod flow;
 pub mod pipeline;
 pub mod sink;
 pub mod summary;
-pub mod worker;
 pub mod synth;
+pub mod worker;

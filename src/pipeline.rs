@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, unbounded};
 use thiserror::Error;
 
 use crate::capture::{FrameSource, Next};
-use crate::decode::decode;
+use crate::decode::DecodeProblem;
 use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
 use crate::flow::Timeouts;
 use crate::sink::flows::FlowWriter;
@@ -32,8 +32,9 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Batches queued per worker before the reader waits (files) or drops (live).
     pub queue_batches: usize,
-    /// Transport payload bytes copied per packet for analysis.
-    pub payload_prefix: usize,
+    /// Bytes of each frame copied to the workers (headers plus the start of
+    /// the payload).
+    pub frame_prefix: usize,
     /// Flows tracked at once, over all workers; past it the oldest idle is evicted.
     pub max_flows: usize,
     pub timeouts: Timeouts,
@@ -55,7 +56,7 @@ impl Default for PipelineConfig {
             workers: PipelineConfig::default_workers(),
             batch_size: 256,
             queue_batches: 64,
-            payload_prefix: 64,
+            frame_prefix: 192,
             max_flows: 1_000_000,
             timeouts: Timeouts::default(),
         }
@@ -133,10 +134,9 @@ pub fn run(
         let mut dispatcher = Dispatcher::new(
             senders,
             recycle_rx,
-            hasher.clone(),
             DispatchConfig {
                 batch_size: cfg.batch_size.max(1),
-                payload_prefix: cfg.payload_prefix,
+                frame_prefix: cfg.frame_prefix,
                 backpressure: if live {
                     Backpressure::Drop
                 } else {
@@ -180,6 +180,16 @@ pub fn run(
     } in reports
     {
         summary.worker.merge(counters);
+        for p in DecodeProblem::ALL {
+            let n = counters.problems[p.index()];
+            if n > 0 {
+                *summary
+                    .capture
+                    .decode_problems
+                    .entry(p.as_str())
+                    .or_default() += n;
+            }
+        }
         summary.table.created += table.created;
         summary.table.expired += table.expired;
         summary.table.evicted += table.evicted;
@@ -191,6 +201,8 @@ pub fn run(
     summary.capture.kernel_dropped = stats.kernel_dropped;
     summary.capture.interface_dropped = stats.interface_dropped;
     summary.capture.file_problems = source.problems();
+    summary.capture.truncated_frames = summary.worker.truncated_frames;
+    summary.capture.fragments_attributed = summary.worker.fragments_attributed;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -214,20 +226,9 @@ fn read_loop(
         }
         match source.next_frame() {
             Next::Frame(frame) => {
-                let c = &mut summary.capture;
-                c.frames += 1;
-                c.bytes += u64::from(frame.wire_len);
-                match decode(frame.link, frame.data, frame.wire_len, frame.ts_ns) {
-                    Ok(d) => {
-                        if d.truncated {
-                            c.truncated_frames += 1;
-                        }
-                        if let Err(p) = dispatcher.push(d) {
-                            c.count_problem(p);
-                        }
-                    }
-                    Err(p) => c.count_problem(p),
-                }
+                summary.capture.frames += 1;
+                summary.capture.bytes += u64::from(frame.wire_len);
+                dispatcher.push(&frame);
                 n += 1;
                 if n.is_multiple_of(1024) {
                     dispatcher.tick();

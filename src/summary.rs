@@ -43,7 +43,10 @@ pub struct FlowTotals {
 impl FlowTotals {
     pub fn add(&mut self, r: &FlowRecord) {
         self.flows += 1;
-        *self.by_proto_outcome.entry((r.proto, r.outcome)).or_default() += 1;
+        *self
+            .by_proto_outcome
+            .entry((r.proto, r.outcome))
+            .or_default() += 1;
         self.host(r.src_ip, r.bytes_fwd, r.bytes_rev);
         self.host(r.dst_ip, r.bytes_rev, r.bytes_fwd);
         self.first_ns = Some(self.first_ns.map_or(r.start, |t| t.min(r.start)));
@@ -118,6 +121,8 @@ pub struct CaptureTotals {
     pub truncated_frames: u64,
     /// Frames that could not be used, by reason.
     pub decode_problems: BTreeMap<&'static str, u64>,
+    /// Later IP fragments attributed to their flow through their first fragment.
+    pub fragments_attributed: u64,
     /// Packets the kernel or interface dropped (live capture, from libpcap).
     pub kernel_dropped: u64,
     pub interface_dropped: u64,
@@ -126,10 +131,6 @@ pub struct CaptureTotals {
 }
 
 impl CaptureTotals {
-    pub fn count_problem(&mut self, p: DecodeProblem) {
-        *self.decode_problems.entry(p.as_str()).or_default() += 1;
-    }
-
     pub fn problems_total(&self) -> u64 {
         self.decode_problems.values().sum()
     }
@@ -138,16 +139,31 @@ impl CaptureTotals {
 /// Worker-side packet counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WorkerCounters {
+    /// Frames decoded and used (IP packets attributed to a flow, and ARP).
     pub packets: u64,
     pub arp_packets: u64,
     pub icmp_errors_attributed: u64,
+    pub fragments_attributed: u64,
+    pub truncated_frames: u64,
+    /// Frames that could not be used, indexed by [`DecodeProblem::index`].
+    #[serde(skip)]
+    pub problems: [u64; DecodeProblem::ALL.len()],
 }
 
 impl WorkerCounters {
+    pub fn count_problem(&mut self, p: DecodeProblem) {
+        self.problems[p.index()] += 1;
+    }
+
     pub fn merge(&mut self, o: WorkerCounters) {
         self.packets += o.packets;
         self.arp_packets += o.arp_packets;
         self.icmp_errors_attributed += o.icmp_errors_attributed;
+        self.fragments_attributed += o.fragments_attributed;
+        self.truncated_frames += o.truncated_frames;
+        for (a, b) in self.problems.iter_mut().zip(o.problems) {
+            *a += b;
+        }
     }
 }
 
@@ -195,7 +211,6 @@ impl RunSummary {
                 "batches": self.dispatch.batches,
                 "reader_waits": self.dispatch.waits,
                 "dropped_packets": self.dispatch.dropped_packets,
-                "fragments_attributed": self.dispatch.fragments_attributed,
             },
             "worker": self.worker,
             "flow_table": {
@@ -307,16 +322,20 @@ impl fmt::Display for RunSummary {
         if c.decode_problems.is_empty() {
             writeln!(f, "  decode problems  none")?;
         } else {
-            writeln!(f, "  decode problems  {} frames skipped", c.problems_total())?;
+            writeln!(
+                f,
+                "  decode problems  {} frames skipped",
+                c.problems_total()
+            )?;
             for (reason, n) in &c.decode_problems {
                 writeln!(f, "    {reason:<24} {n}")?;
             }
         }
-        if self.dispatch.fragments_attributed > 0 {
+        if c.fragments_attributed > 0 {
             writeln!(
                 f,
                 "  fragments        {} later fragments attributed to their flow",
-                self.dispatch.fragments_attributed
+                c.fragments_attributed
             )?;
         }
         if c.kernel_dropped + c.interface_dropped + self.dispatch.dropped_packets > 0 {

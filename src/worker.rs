@@ -1,15 +1,17 @@
-//! A worker: owns one flow table and turns batches of packets into flow state
-//! and, when flows end, flow records. Nothing here is shared with other threads;
-//! finished records leave in chunks over a channel when a record sink is attached.
+//! A worker: owns one flow table; decodes the frames of its batches and turns
+//! them into flow state and, when flows end, flow records. Nothing here is
+//! shared with other threads; finished records leave in chunks over a channel
+//! when a record sink is attached.
 
 use crossbeam_channel::Sender;
 
-use crate::decode::Body;
+use crate::decode::{Body, decode};
 use crate::dispatch::Batch;
+use crate::dispatch::fragments::FragmentPorts;
+use crate::flow::TableStats;
 use crate::flow::state::IcmpError;
 use crate::flow::{EndReason, Flow, FlowKey, FlowRecord, FlowTable, PacketFacts, Timeouts};
 use crate::summary::{FlowTotals, WorkerCounters};
-use crate::flow::TableStats;
 
 /// Records are sent to the sink in chunks of this many.
 const RECORD_CHUNK: usize = 512;
@@ -25,6 +27,7 @@ pub struct WorkerReport {
 /// Per-worker flow tracking.
 pub struct Worker {
     table: FlowTable,
+    fragments: FragmentPorts,
     counters: WorkerCounters,
     totals: FlowTotals,
     records: Option<Sender<Vec<FlowRecord>>>,
@@ -41,6 +44,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             table: FlowTable::new(max_flows, timeouts, hasher),
+            fragments: FragmentPorts::new(65_536),
             counters: WorkerCounters::default(),
             totals: FlowTotals::default(),
             records,
@@ -53,6 +57,7 @@ impl Worker {
     pub fn process(&mut self, batch: &Batch) {
         let Worker {
             table,
+            fragments,
             counters,
             totals,
             records,
@@ -63,29 +68,40 @@ impl Worker {
             finish_flow(flow, reason, totals, records, chunk);
         };
         for item in &batch.items {
-            let p = &item.packet;
-            counters.packets += 1;
-            let ip = match &p.body {
+            let decoded = match decode(item.link, batch.bytes(item), item.wire_len, item.ts_ns) {
+                Ok(d) => d,
+                Err(problem) => {
+                    counters.count_problem(problem);
+                    continue;
+                }
+            };
+            let mut p = decoded.packet;
+            let ip = match &mut p.body {
                 Body::Ip(ip) => ip,
                 Body::Arp(_) => {
+                    counters.packets += 1;
                     counters.arp_packets += 1;
                     continue;
                 }
             };
-            let (key, side, icmp_error) = match &ip.quoted {
-                Some(q) => {
-                    let (key, quoted_sender) = FlowKey::of_quote(p.vlans, q);
-                    counters.icmp_errors_attributed += 1;
-                    let err = IcmpError {
-                        unreachable: q.unreachable,
-                    };
-                    (key, quoted_sender.other(), Some(err))
+            match fragments.attribute(ip, p.ts_ns) {
+                Ok(later) => counters.fragments_attributed += u64::from(later),
+                Err(problem) => {
+                    counters.count_problem(problem);
+                    continue;
                 }
-                None => {
-                    let (key, side) = FlowKey::of_packet(p.vlans, ip);
-                    (key, side, None)
+            }
+            counters.packets += 1;
+            if item.caplen < item.wire_len {
+                counters.truncated_frames += 1;
+            }
+            let (key, side) = FlowKey::for_ip(p.vlans, ip);
+            let icmp_error = ip.quoted.map(|q| {
+                counters.icmp_errors_attributed += 1;
+                IcmpError {
+                    unreachable: q.unreachable,
                 }
-            };
+            });
             let facts = PacketFacts {
                 ts_ns: p.ts_ns,
                 wire_len: p.wire_len,
@@ -94,7 +110,7 @@ impl Worker {
                 icmp: if icmp_error.is_some() { None } else { ip.icmp },
                 icmp_error,
             };
-            table.packet(item.hash, &key, side, &facts, &mut emit);
+            table.packet(table.hash(&key), &key, side, &facts, &mut emit);
         }
         self.now_ns = self.now_ns.max(batch.now_ns);
         let now = self.now_ns;
@@ -117,6 +133,7 @@ impl Worker {
 
     /// End of capture: finish every flow and report.
     pub fn finish(mut self) -> WorkerReport {
+        let now = self.now_ns;
         let Worker {
             table,
             totals,
@@ -124,7 +141,9 @@ impl Worker {
             chunk,
             ..
         } = &mut self;
-        table.drain(&mut |flow, reason| finish_flow(flow, reason, totals, records, chunk));
+        table.drain(now, &mut |flow, reason| {
+            finish_flow(flow, reason, totals, records, chunk)
+        });
         if let Some(tx) = &self.records
             && !self.chunk.is_empty()
         {

@@ -25,9 +25,13 @@ fn analyze_the_bundled_sample_with_its_config() {
     let summary = dir.path().join("summary.json");
     let out = segwatch(&[
         "analyze",
-        repo("configs/sample/office.pcap").to_str().unwrap_or_default(),
+        repo("configs/sample/office.pcap")
+            .to_str()
+            .unwrap_or_default(),
         "--config",
-        repo("configs/sample/segwatch.toml").to_str().unwrap_or_default(),
+        repo("configs/sample/segwatch.toml")
+            .to_str()
+            .unwrap_or_default(),
         "--flows",
         flows.to_str().unwrap_or_default(),
         "--summary-json",
@@ -89,12 +93,25 @@ fn help_lists_every_subcommand() {
     }
     let out = segwatch(&["analyze", "--help"]);
     let help = text(&out.stdout);
-    for opt in ["--config", "--flows", "--workers", "--max-flows", "--summary-json", "Exit status"] {
+    for opt in [
+        "--config",
+        "--flows",
+        "--workers",
+        "--max-flows",
+        "--summary-json",
+        "Exit status",
+    ] {
         assert!(help.contains(opt), "{opt}: {help}");
     }
     let out = segwatch(&["run", "--help"]);
     let help = text(&out.stdout);
-    for opt in ["--interface", "--filter", "--snaplen", "--buffer-mib", "--no-promisc"] {
+    for opt in [
+        "--interface",
+        "--filter",
+        "--snaplen",
+        "--buffer-mib",
+        "--no-promisc",
+    ] {
         assert!(help.contains(opt), "{opt}: {help}");
     }
 }
@@ -112,7 +129,9 @@ fn bad_config_names_file_line_and_fix() {
     assert!(err.contains("fix:"), "{err}");
     let out = segwatch(&[
         "analyze",
-        repo("configs/sample/office.pcap").to_str().unwrap_or_default(),
+        repo("configs/sample/office.pcap")
+            .to_str()
+            .unwrap_or_default(),
         "--config",
         cfg.to_str().unwrap_or_default(),
     ]);
@@ -128,7 +147,12 @@ fn every_shipped_config_is_valid() {
             let p = entry.path();
             if p.extension().is_some_and(|e| e == "toml") {
                 let out = segwatch(&["check-config", p.to_str().unwrap_or_default()]);
-                assert!(out.status.success(), "{}: {}", p.display(), text(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    p.display(),
+                    text(&out.stderr)
+                );
                 checked += 1;
             }
         }
@@ -169,7 +193,12 @@ fn run_without_interface_explains_what_to_do() {
 fn generated_sample_matches_the_bundled_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("office.pcap");
-    let out = segwatch(&["generate", "sample", "--out", p.to_str().unwrap_or_default()]);
+    let out = segwatch(&[
+        "generate",
+        "sample",
+        "--out",
+        p.to_str().unwrap_or_default(),
+    ]);
     assert!(out.status.success());
     assert_eq!(
         std::fs::read(&p).expect("generated"),

@@ -64,11 +64,34 @@ fn known_trace() -> Trace {
     lldp[12] = 0x88;
     lldp[13] = 0xcc;
     t.push(T0 + 100 * S + 1, lldp);
-    let mut bad_ihl = Spec::new(ip("10.0.0.1"), ip("10.0.0.2"), L4::Udp { sport: 1, dport: 2 }).frame();
+    let mut bad_ihl = Spec::new(
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+        L4::Udp { sport: 1, dport: 2 },
+    )
+    .frame();
     bad_ihl[14] = 0x43;
     t.push(T0 + 100 * S + 2, bad_ihl);
-    t.push(T0 + 110 * S, arp(1, [2, 0, 0, 0, 0, 1], [10, 0, 0, 1], [0; 6], [10, 0, 0, 254]));
-    t.push(T0 + 110 * S + 1, arp(2, [2, 0, 0, 0, 0, 254], [10, 0, 0, 254], [2, 0, 0, 0, 0, 1], [10, 0, 0, 1]));
+    t.push(
+        T0 + 110 * S,
+        arp(
+            1,
+            [2, 0, 0, 0, 0, 1],
+            [10, 0, 0, 1],
+            [0; 6],
+            [10, 0, 0, 254],
+        ),
+    );
+    t.push(
+        T0 + 110 * S + 1,
+        arp(
+            2,
+            [2, 0, 0, 0, 0, 254],
+            [10, 0, 0, 254],
+            [2, 0, 0, 0, 0, 1],
+            [10, 0, 0, 1],
+        ),
+    );
     t
 }
 
@@ -163,7 +186,7 @@ fn exact_records_for_known_conversations() {
         subset(frag, &COUNTS),
         json!({"packets_fwd": 3, "packets_rev": 0, "bytes_fwd": 1514 + 1514 + 82, "bytes_rev": 0, "outcome": "attempted", "vlan": null})
     );
-    assert_eq!(summary.dispatch.fragments_attributed, 2);
+    assert_eq!(summary.capture.fragments_attributed, 2);
 
     assert_eq!(records.len(), 10, "{records:#?}");
     let problems = &summary.capture.decode_problems;
@@ -180,7 +203,12 @@ fn exact_records_for_known_conversations() {
 fn snaplen_cut_frames_count_their_wire_length() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut t = Trace::new();
-    t.tcp_session(T0, &Conv::new(ip("10.0.0.10"), 40005, ip("10.0.0.11"), 80), 1000, 0);
+    t.tcp_session(
+        T0,
+        &Conv::new(ip("10.0.0.10"), 40005, ip("10.0.0.11"), 80),
+        1000,
+        0,
+    );
     let opts = FileOptions {
         snaplen: 60,
         ..FileOptions::default()
@@ -320,7 +348,12 @@ fn pcapng_nanosecond_sll_sll2_and_raw_ip_give_the_same_flows() {
 fn nanosecond_timestamps_are_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut t = Trace::new();
-    t.udp_exchange(T0 + 123_456_789, &Conv::new(ip("10.0.0.1"), 1, ip("10.0.0.2"), 2), 1, 1);
+    t.udp_exchange(
+        T0 + 123_456_789,
+        &Conv::new(ip("10.0.0.1"), 1, ip("10.0.0.2"), 2),
+        1,
+        1,
+    );
     let opts = FileOptions {
         format: Format::PcapNg,
         nanos: true,

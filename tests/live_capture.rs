@@ -129,7 +129,14 @@ fn live_capture_between_two_namespaces() {
     let summary = dir.path().join("summary.json");
     let mut sensor = net
         .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
-        .args(["run", "--interface", &net.veth_b(), "--workers", "2", "--quiet"])
+        .args([
+            "run",
+            "--interface",
+            &net.veth_b(),
+            "--workers",
+            "2",
+            "--quiet",
+        ])
         .arg("--flows")
         .arg(&flows)
         .arg("--summary-json")
@@ -161,7 +168,10 @@ fn live_capture_between_two_namespaces() {
         if let Ok(Some(s)) = sensor.try_wait() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "segwatch did not stop on SIGINT");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "segwatch did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();

@@ -21,10 +21,7 @@ fn captures_under(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             captures_under(&p, out);
-        } else if p
-            .extension()
-            .is_some_and(|x| x == "pcap" || x == "pcapng")
-        {
+        } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
             out.push(p);
         }
     }
@@ -53,7 +50,12 @@ fn every_shared_capture_is_analysed_without_panic() {
         let s = pipeline::run(&mut src, &cfg(2), None, RunHooks::default())
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let used = s.worker.packets + s.capture.problems_total();
-        assert_eq!(used, s.capture.frames, "{}: every frame is used or counted", f.display());
+        assert_eq!(
+            used,
+            s.capture.frames,
+            "{}: every frame is used or counted",
+            f.display()
+        );
         frames += s.capture.frames;
     }
     assert!(frames > 200_000, "{frames}");
@@ -134,7 +136,10 @@ fn flows_match_tshark_conversation_tables() {
     // Files without tunnels, fragments or ICMP errors about TCP/UDP, where both
     // tools must agree frame for frame.
     let files = [
-        ("benign/ntopng_home_lan_snapshot.pcap", ["tcp", "udp"].as_slice()),
+        (
+            "benign/ntopng_home_lan_snapshot.pcap",
+            ["tcp", "udp"].as_slice(),
+        ),
         ("labeled/nmap_syn_scan.pcap", &["tcp"]),
         ("labeled/nmap_connect_scan.pcap", &["tcp"]),
         ("labeled/nmap_xmas_scan.pcap", &["tcp"]),
@@ -142,7 +147,10 @@ fn flows_match_tshark_conversation_tables() {
         ("labeled/ntopng_tcp_syn_flood_lan.pcapng", &["tcp", "udp"]),
         ("labeled/stopddos_synflood_spoofed.pcap", &["tcp"]),
         ("labeled/slips_c2_beacon_periodic_2s.pcap", &["tcp", "udp"]),
-        ("labeled/slips_c2_beacon_jitter_2to3.6s.pcap", &["tcp", "udp"]),
+        (
+            "labeled/slips_c2_beacon_jitter_2to3.6s.pcap",
+            &["tcp", "udp"],
+        ),
         ("labeled/dns_tunnel_iodine_ndpi.pcap", &["udp"]),
     ];
     let mut compared = 0;
@@ -156,7 +164,11 @@ fn flows_match_tshark_conversation_tables() {
                 panic!("tshark failed on {name}");
             };
             let got = segwatch_conversations(&path, proto);
-            assert_eq!(got.len(), expected.len(), "{name} {proto}: conversation count");
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "{name} {proto}: conversation count"
+            );
             for (k, v) in &expected {
                 assert_eq!(got.get(k), Some(v), "{name} {proto} {k:?}");
             }

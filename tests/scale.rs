@@ -52,11 +52,18 @@ fn syn_flood_from_random_sources_stays_under_the_cap() {
     let out = dir.path().join("flows.jsonl");
     let mut src = FileSource::open(&[&file]).expect("open");
     let s = pipeline::run(&mut src, &config, Some(&out), RunHooks::default()).expect("run");
-    assert!(s.table.peak_active <= cap as u64, "peak {}", s.table.peak_active);
+    assert!(
+        s.table.peak_active <= cap as u64,
+        "peak {}",
+        s.table.peak_active
+    );
     assert!(s.table.evicted >= u64::from(n) - cap as u64 - 100);
     // Nothing is lost: every SYN is in a record, evicted or not.
     let records = read_records(&out);
-    let packets: u64 = records.iter().map(|r| r["packets_fwd"].as_u64().unwrap_or(0)).sum();
+    let packets: u64 = records
+        .iter()
+        .map(|r| r["packets_fwd"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(packets, u64::from(n));
     assert!(records.iter().all(|r| r["outcome"] == "attempted"));
 }

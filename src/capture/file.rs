@@ -120,7 +120,6 @@ impl FileSource {
             }
         }
     }
-
 }
 
 /// Record why a file ended, unless it simply reached its end.

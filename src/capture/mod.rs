@@ -63,7 +63,9 @@ pub trait FrameSource {
 /// Errors opening a capture.
 #[derive(Debug, Error)]
 pub enum CaptureError {
-    #[error("cannot open capture file {path}: {reason}. Check that it exists, is readable, and is a pcap or pcapng file")]
+    #[error(
+        "cannot open capture file {path}: {reason}. Check that it exists, is readable, and is a pcap or pcapng file"
+    )]
     OpenFile { path: String, reason: String },
     #[error("cannot open interface {interface}: {reason}. {hint}")]
     OpenInterface {
@@ -71,14 +73,17 @@ pub enum CaptureError {
         reason: String,
         hint: &'static str,
     },
-    #[error("invalid capture filter {filter:?}: {reason}. Use tcpdump filter syntax (see pcap-filter(7))")]
+    #[error(
+        "invalid capture filter {filter:?}: {reason}. Use tcpdump filter syntax (see pcap-filter(7))"
+    )]
     Filter { filter: String, reason: String },
 }
 
 /// Nanoseconds since the epoch from a libpcap header read with nanosecond
 /// precision (`tv_usec` then holds nanoseconds).
+#[allow(clippy::useless_conversion)] // time_t is i32 on some targets
 pub(crate) fn header_ts_ns(h: &pcap::PacketHeader) -> i64 {
-    (h.ts.tv_sec as i64)
+    i64::from(h.ts.tv_sec)
         .saturating_mul(1_000_000_000)
-        .saturating_add(h.ts.tv_usec as i64)
+        .saturating_add(i64::from(h.ts.tv_usec))
 }

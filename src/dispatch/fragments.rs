@@ -11,6 +11,8 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
+use crate::decode::{DecodeProblem, IpPacket};
+
 /// Reassembly lifetime: Linux's `ipfrag_time` default.
 pub const MAX_AGE_NS: i64 = 30_000_000_000;
 
@@ -95,6 +97,31 @@ impl FragmentPorts {
             .get(&key)
             .filter(|p| (ts_ns - p.ts_ns).abs() <= MAX_AGE_NS)
             .map(|p| (p.src, p.dst))
+    }
+
+    /// Give a fragment its flow's ports: a first fragment is remembered, a
+    /// later one gets the ports of its first. Returns whether `ip` was a later
+    /// fragment that was attributed.
+    pub fn attribute(&mut self, ip: &mut IpPacket, ts_ns: i64) -> Result<bool, DecodeProblem> {
+        let Some(frag) = ip.fragment else {
+            return Ok(false);
+        };
+        if frag.offset == 0 {
+            self.remember(
+                ip.src,
+                ip.dst,
+                ip.proto,
+                frag.id,
+                (ip.src_port, ip.dst_port),
+                ts_ns,
+            );
+            return Ok(false);
+        }
+        let ports = self
+            .lookup(ip.src, ip.dst, ip.proto, frag.id, ts_ns)
+            .ok_or(DecodeProblem::FragmentUnattributed)?;
+        (ip.src_port, ip.dst_port) = ports;
+        Ok(true)
     }
 
     pub fn len(&self) -> usize {

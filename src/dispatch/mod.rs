@@ -1,56 +1,63 @@
-//! Dispatch: decoded packets → per-worker batches over bounded channels.
+//! Dispatch: captured frames → per-worker batches over bounded channels.
 //!
-//! The worker for a packet is chosen from the hash of its canonical flow key, so
-//! both directions of a flow (and ICMP errors about it, and its later IP
-//! fragments) reach the same worker. Only batches cross threads; emptied
-//! batches come back on a return channel and are reused, so the steady state
-//! allocates nothing. Each packet carries its summary plus at most
-//! `payload_prefix` bytes of transport payload, never the whole frame.
+//! The reader thread does as little as it can per frame, because it also
+//! carries libpcap's read: it copies the first `frame_prefix` bytes of the frame
+//! (headers plus the start of the payload, never a whole jumbo frame) into the
+//! batch of the worker that owns the frame's flow, and workers decode. With one
+//! worker there is nothing to choose; with several, the reader slices the frame
+//! to find its canonical flow key and picks the worker from the key's hash, so
+//! both directions of a flow, ICMP errors about it and its later IP fragments
+//! reach the same worker.
 //!
-//! Backpressure is explicit: reading a file, the reader waits for the worker
-//! (nothing is lost; each wait is counted); capturing live, a full queue means
-//! the batch is dropped and its packets are counted as dropped.
+//! Only batches cross threads; emptied batches come back on a return channel
+//! and are reused, so the steady state allocates nothing. Backpressure is
+//! explicit: reading a file, the reader waits for the worker (nothing is lost;
+//! each wait is counted); capturing live, a full queue means the batch is
+//! dropped and its packets are counted as dropped.
 
 pub mod fragments;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
-use crate::decode::{Body, DecodeProblem, Decoded, Packet};
-use crate::flow::FlowKey;
+use crate::capture::Frame;
+use crate::decode::{Body, LinkType, decode};
+use crate::flow::{Endpoint, FlowKey};
 use fragments::FragmentPorts;
 
-/// One packet in a batch.
+/// One frame in a batch: its metadata and where its bytes are in `Batch::data`.
 #[derive(Clone, Copy, Debug)]
 pub struct Item {
-    pub packet: Packet,
-    /// Hash of the packet's flow key (the worker's table reuses it).
-    pub hash: u64,
-    /// The payload prefix: `batch.payload[start..start + len]`.
-    pub payload_start: u32,
-    pub payload_len: u16,
+    pub ts_ns: i64,
+    pub wire_len: u32,
+    /// Bytes the capture held (before segwatch's own prefix cut).
+    pub caplen: u32,
+    pub link: LinkType,
+    start: u32,
+    len: u32,
 }
 
 /// What crosses from the reader to a worker.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub items: Vec<Item>,
-    pub payload: Vec<u8>,
+    pub data: Vec<u8>,
     /// Packet time at the reader when the batch was sent (advances timeouts
     /// on workers that see little traffic).
     pub now_ns: i64,
 }
 
 impl Batch {
-    pub fn payload_of(&self, item: &Item) -> &[u8] {
-        let start = item.payload_start as usize;
-        self.payload
-            .get(start..start + usize::from(item.payload_len))
+    /// The copied bytes of a frame.
+    pub fn bytes(&self, item: &Item) -> &[u8] {
+        let start = item.start as usize;
+        self.data
+            .get(start..start + item.len as usize)
             .unwrap_or(&[])
     }
 
     fn clear(&mut self) {
         self.items.clear();
-        self.payload.clear();
+        self.data.clear();
     }
 }
 
@@ -67,9 +74,10 @@ pub enum Backpressure {
 #[derive(Clone, Copy, Debug)]
 pub struct DispatchConfig {
     pub batch_size: usize,
-    pub payload_prefix: usize,
+    /// Bytes of each frame copied for the workers.
+    pub frame_prefix: usize,
     pub backpressure: Backpressure,
-    /// Remembered fragmented datagrams.
+    /// Fragmented datagrams remembered for routing.
     pub fragment_cap: usize,
 }
 
@@ -82,8 +90,6 @@ pub struct DispatchStats {
     pub waits: u64,
     /// Packets dropped because a worker queue was full (live).
     pub dropped_packets: u64,
-    /// Later fragments attributed to their flow.
-    pub fragments_attributed: u64,
 }
 
 /// The reader side of the worker channels.
@@ -99,11 +105,9 @@ pub struct Dispatcher {
     pub stats: DispatchStats,
 }
 
-/// Which of `n` workers owns a flow hash. Mixes the hash again so the worker
-/// choice is independent of the bits the flow table uses for buckets.
+/// Which of `n` workers owns a flow hash (multiply-shift: uniform, no division).
 pub fn worker_of(hash: u64, n: usize) -> usize {
-    let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32) >> 32;
-    ((mixed * n as u64) >> 32) as usize
+    (((hash >> 32) * n as u64) >> 32) as usize
 }
 
 impl Dispatcher {
@@ -111,7 +115,6 @@ impl Dispatcher {
     pub fn new(
         senders: Vec<Sender<Batch>>,
         recycled: Receiver<Batch>,
-        hasher: ahash::RandomState,
         cfg: DispatchConfig,
     ) -> Dispatcher {
         let pending = senders.iter().map(|_| Batch::default()).collect();
@@ -119,7 +122,7 @@ impl Dispatcher {
             senders,
             recycled,
             pending,
-            hasher,
+            hasher: ahash::RandomState::new(),
             fragments: FragmentPorts::new(cfg.fragment_cap),
             cfg,
             now_ns: i64::MIN,
@@ -128,82 +131,61 @@ impl Dispatcher {
         }
     }
 
-    /// Packet time of the newest packet seen.
+    /// Packet time of the newest frame seen.
     pub fn now_ns(&self) -> i64 {
         self.now_ns
     }
 
-    /// Route one decoded packet. A later fragment whose first fragment was not
-    /// seen cannot be attributed and is returned as a problem.
-    pub fn push(&mut self, decoded: Decoded<'_>) -> Result<(), DecodeProblem> {
-        let mut packet = decoded.packet;
-        let key = match &mut packet.body {
-            Body::Ip(ip) => {
-                if let Some(frag) = ip.fragment {
-                    if frag.offset == 0 {
-                        self.fragments.remember(
-                            ip.src,
-                            ip.dst,
-                            ip.proto,
-                            frag.id,
-                            (ip.src_port, ip.dst_port),
-                            packet.ts_ns,
-                        );
-                    } else {
-                        let ports = self
-                            .fragments
-                            .lookup(ip.src, ip.dst, ip.proto, frag.id, packet.ts_ns)
-                            .ok_or(DecodeProblem::FragmentUnattributed)?;
-                        (ip.src_port, ip.dst_port) = ports;
-                        self.stats.fragments_attributed += 1;
-                    }
-                }
-                match &ip.quoted {
-                    Some(q) => FlowKey::of_quote(packet.vlans, q).0,
-                    None => FlowKey::of_packet(packet.vlans, ip).0,
-                }
-            }
-            Body::Arp(arp) => {
-                // ARP is keyed by the address pair so one worker sees a pair's
-                // requests and replies.
-                let (a, b) = if arp.sender_ip <= arp.target_ip {
-                    (arp.sender_ip, arp.target_ip)
-                } else {
-                    (arp.target_ip, arp.sender_ip)
-                };
-                FlowKey::new(
-                    packet.vlans,
-                    0,
-                    crate::flow::Endpoint {
-                        ip: a.into(),
-                        port: 0,
-                    },
-                    crate::flow::Endpoint {
-                        ip: b.into(),
-                        port: 0,
-                    },
-                )
-                .0
-            }
+    /// Queue one frame for its worker.
+    pub fn push(&mut self, frame: &Frame<'_>) {
+        let w = if self.senders.len() == 1 {
+            0
+        } else {
+            self.route(frame)
         };
-        let hash = key.hash_with(&self.hasher);
-        let w = worker_of(hash, self.senders.len());
-        self.now_ns = self.now_ns.max(packet.ts_ns);
+        self.now_ns = self.now_ns.max(frame.ts_ns);
         let batch = &mut self.pending[w];
-        let take = decoded.payload.len().min(self.cfg.payload_prefix);
-        let payload_start = batch.payload.len() as u32;
-        batch.payload.extend_from_slice(&decoded.payload[..take]);
+        let take = frame.data.len().min(self.cfg.frame_prefix);
+        let start = batch.data.len() as u32;
+        batch.data.extend_from_slice(&frame.data[..take]);
         batch.items.push(Item {
-            packet,
-            hash,
-            payload_start,
-            payload_len: take as u16,
+            ts_ns: frame.ts_ns,
+            wire_len: frame.wire_len,
+            caplen: frame.data.len() as u32,
+            link: frame.link,
+            start,
+            len: take as u32,
         });
         self.stats.packets += 1;
         if batch.items.len() >= self.cfg.batch_size {
             self.send(w);
         }
-        Ok(())
+    }
+
+    /// The worker owning a frame's flow. Frames that do not decode go to
+    /// worker 0, which decodes them again and counts the problem.
+    fn route(&mut self, frame: &Frame<'_>) -> usize {
+        let Ok(d) = decode(frame.link, frame.data, frame.wire_len, frame.ts_ns) else {
+            return 0;
+        };
+        let mut packet = d.packet;
+        let key = match &mut packet.body {
+            Body::Ip(ip) => {
+                if self.fragments.attribute(ip, packet.ts_ns).is_err() {
+                    return 0;
+                }
+                FlowKey::for_ip(packet.vlans, ip).0
+            }
+            Body::Arp(arp) => {
+                // Keyed by the address pair: one worker sees a pair's requests and replies.
+                let ep = |ip: std::net::Ipv4Addr| Endpoint {
+                    ip: ip.into(),
+                    port: 0,
+                };
+                FlowKey::new(packet.vlans, 0, ep(arp.sender_ip), ep(arp.target_ip)).0
+            }
+        };
+        worker_of(key.hash_with(&self.hasher), self.senders.len())
     }
 
     /// Send every non-empty pending batch (live capture: bounds latency).
@@ -234,7 +216,7 @@ impl Dispatcher {
             }
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Batch {
                 items: Vec::with_capacity(self.cfg.batch_size),
-                payload: Vec::with_capacity(self.cfg.batch_size * self.cfg.payload_prefix),
+                data: Vec::with_capacity(self.cfg.batch_size * self.cfg.frame_prefix.min(512)),
                 now_ns: 0,
             },
         };
@@ -242,24 +224,22 @@ impl Dispatcher {
         batch.now_ns = self.now_ns;
         let n = batch.items.len() as u64;
         self.stats.batches += 1;
-        match self.cfg.backpressure {
-            Backpressure::Wait => match self.senders[w].try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(batch)) => {
-                    self.stats.waits += 1;
-                    // A worker that has gone away has already reported its error.
-                    let _ = self.senders[w].send(batch);
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            },
-            Backpressure::Drop => match self.senders[w].try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(mut batch) | TrySendError::Disconnected(mut batch)) => {
-                    self.stats.dropped_packets += n;
-                    batch.clear();
-                    self.pending[w] = batch;
-                }
-            },
+        match (self.cfg.backpressure, self.senders[w].try_send(batch)) {
+            (_, Ok(())) => {}
+            (Backpressure::Wait, Err(TrySendError::Full(batch))) => {
+                self.stats.waits += 1;
+                // A worker that has gone away has already reported its failure.
+                let _ = self.senders[w].send(batch);
+            }
+            (Backpressure::Wait, Err(TrySendError::Disconnected(_))) => {}
+            (
+                Backpressure::Drop,
+                Err(TrySendError::Full(mut batch) | TrySendError::Disconnected(mut batch)),
+            ) => {
+                self.stats.dropped_packets += n;
+                batch.clear();
+                self.pending[w] = batch;
+            }
         }
     }
 

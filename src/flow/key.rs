@@ -100,6 +100,18 @@ impl FlowKey {
         )
     }
 
+    /// Key of the flow an IP packet belongs to, and the side that sent it: an
+    /// ICMP error belongs to the flow it quotes, sent by the quoted receiver's side.
+    pub fn for_ip(vlans: Vlans, ip: &IpPacket) -> (FlowKey, Side) {
+        match &ip.quoted {
+            Some(q) => {
+                let (key, quoted_sender) = FlowKey::of_quote(vlans, q);
+                (key, quoted_sender.other())
+            }
+            None => FlowKey::of_packet(vlans, ip),
+        }
+    }
+
     pub fn endpoint(&self, side: Side) -> Endpoint {
         match side {
             Side::Lo => self.lo,

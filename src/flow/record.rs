@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn rfc3339_utc_with_fraction() {
-        assert_eq!(format_rfc3339(1_700_000_000_123_000_000), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            format_rfc3339(1_700_000_000_123_000_000),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn outcomes() {
         assert_eq!(run(&[(true, SYN, 0)]).outcome(), Outcome::Attempted);
-        assert_eq!(run(&[(true, SYN, 0), (true, SYN, 0)]).outcome(), Outcome::Attempted);
+        assert_eq!(
+            run(&[(true, SYN, 0), (true, SYN, 0)]).outcome(),
+            Outcome::Attempted
+        );
         assert_eq!(
             run(&[(true, SYN, 0), (false, RST | ACK, 0)]).outcome(),
             Outcome::Rejected

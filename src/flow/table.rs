@@ -2,20 +2,26 @@
 //!
 //! Flows live in a slab (`Vec` of slots reused through a free list); a
 //! `hashbrown::HashTable<u32>` maps keys to slot indices, so the index costs
-//! about five bytes per flow on top of the slot. Every timeout class keeps an
-//! intrusive doubly linked list of its flows in order of last activity, which
-//! makes both timeout expiry (pop the heads whose deadline passed) and eviction
-//! when the table is full (the least recently active head) O(1) per flow.
-//! Hashing uses a per-process random key: the keys come from the wire, and an
-//! attacker must not be able to force collisions.
+//! about five bytes per flow on top of the slot. Hashing uses a per-process
+//! random key: the keys come from the wire, and an attacker must not be able to
+//! force collisions.
+//!
+//! Timeouts cost nothing per packet: each timeout class has a FIFO of
+//! `(slot, generation, deadline)` entries, pushed when a flow is created. When
+//! an entry's deadline passes, the flow is checked against its *current* class
+//! and last activity: idle past its timeout, it ends; otherwise the entry is
+//! pushed again with the flow's new deadline. A packet therefore touches only
+//! its own slot (no list neighbours), and expiry is amortised O(1). When the
+//! table is full, the least recently active flow among the queue heads is
+//! evicted (heads are the flows that have waited longest since their last check).
+
+use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
 use super::key::{FlowKey, Side};
 use super::record::EndReason;
 use super::state::{Flow, PacketFacts, TimeoutClass};
-
-const NIL: u32 = u32::MAX;
 
 /// Timeouts per class, in nanoseconds of packet time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +52,10 @@ impl Timeouts {
             ],
         }
     }
+
+    fn of(&self, flow: &Flow) -> i64 {
+        self.ns[flow.timeout_class() as usize]
+    }
 }
 
 impl Default for Timeouts {
@@ -66,15 +76,16 @@ pub struct TableStats {
 
 struct Slot {
     flow: Flow,
-    prev: u32,
-    next: u32,
-    class: u8,
+    /// Bumped when the slot is freed, so stale queue entries are recognised.
+    generation: u32,
+    live: bool,
 }
 
 #[derive(Clone, Copy)]
-struct List {
-    head: u32,
-    tail: u32,
+struct Deadline {
+    slot: u32,
+    generation: u32,
+    at_ns: i64,
 }
 
 /// A bounded flow table.
@@ -83,15 +94,15 @@ pub struct FlowTable {
     free: Vec<u32>,
     index: HashTable<u32>,
     hasher: ahash::RandomState,
-    lists: [List; TimeoutClass::COUNT],
+    queues: [VecDeque<Deadline>; TimeoutClass::COUNT],
     timeouts: Timeouts,
     max_flows: usize,
     pub stats: TableStats,
 }
 
 impl FlowTable {
-    /// A table holding at most `max_flows` flows (at least 1). `hasher` must be
-    /// the one the dispatcher hashes keys with: the table reuses those hashes.
+    /// A table holding at most `max_flows` flows (at least 1), hashing keys
+    /// with `hasher`.
     pub fn new(max_flows: usize, timeouts: Timeouts, hasher: ahash::RandomState) -> FlowTable {
         let max_flows = max_flows.max(1);
         // Start small; grow with use (memory follows load, not the cap).
@@ -101,10 +112,7 @@ impl FlowTable {
             free: Vec::new(),
             index: HashTable::with_capacity(initial),
             hasher,
-            lists: [List {
-                head: NIL,
-                tail: NIL,
-            }; TimeoutClass::COUNT],
+            queues: Default::default(),
             timeouts,
             max_flows,
             stats: TableStats::default(),
@@ -140,61 +148,56 @@ impl FlowTable {
         emit: &mut impl FnMut(&Flow, EndReason),
     ) {
         let slots = &self.slots;
-        if let Some(&idx) = self.index.find(hash, |&i| slots[i as usize].flow.key == *key) {
-            let flow = &self.slots[idx as usize].flow;
-            let deadline = flow.last_ns + self.timeouts.ns[flow.timeout_class() as usize];
-            let reason = if p.ts_ns > deadline {
-                Some(EndReason::Timeout)
+        if let Some(&idx) = self
+            .index
+            .find(hash, |&i| slots[i as usize].flow.key == *key)
+        {
+            let flow = &mut self.slots[idx as usize].flow;
+            let reason = if p.ts_ns > flow.last_ns + self.timeouts.of(flow) {
+                EndReason::Timeout
             } else if flow.reused_by(p) {
-                Some(EndReason::Reused)
+                EndReason::Reused
             } else {
-                None
+                flow.update(side, p);
+                return;
             };
-            match reason {
-                None => {
-                    let slot = &mut self.slots[idx as usize];
-                    slot.flow.update(side, p);
-                    let class = slot.flow.timeout_class() as u8;
-                    self.unlink(idx);
-                    self.link_tail(idx, class);
-                    return;
-                }
-                Some(r) => {
-                    if r == EndReason::Timeout {
-                        self.stats.expired += 1;
-                    } else {
-                        self.stats.reused += 1;
-                    }
-                    self.remove(idx, hash, r, emit);
-                }
+            if reason == EndReason::Timeout {
+                self.stats.expired += 1;
+            } else {
+                self.stats.reused += 1;
             }
+            self.remove(idx, hash, reason, emit);
         }
         if self.index.len() >= self.max_flows {
             self.evict_oldest(emit);
         }
         let flow = Flow::new(*key, side, p);
-        let class = flow.timeout_class() as u8;
-        let slot = Slot {
-            flow,
-            prev: NIL,
-            next: NIL,
-            class,
-        };
+        let deadline = flow.last_ns + self.timeouts.of(&flow);
+        let class = flow.timeout_class() as usize;
         let idx = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = slot;
+                let slot = &mut self.slots[i as usize];
+                slot.flow = flow;
+                slot.live = true;
                 i
             }
             None => {
-                self.slots.push(slot);
+                self.slots.push(Slot {
+                    flow,
+                    generation: 0,
+                    live: true,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, idx, |&i| {
-            slots[i as usize].flow.key.hash_with(hasher)
+        self.index
+            .insert_unique(hash, idx, |&i| slots[i as usize].flow.key.hash_with(hasher));
+        self.queues[class].push_back(Deadline {
+            slot: idx,
+            generation: self.slots[idx as usize].generation,
+            at_ns: deadline,
         });
-        self.link_tail(idx, class);
         self.stats.created += 1;
         self.stats.peak_active = self.stats.peak_active.max(self.index.len() as u64);
     }
@@ -202,31 +205,52 @@ impl FlowTable {
     /// Expire every flow idle past its timeout at packet time `now_ns`.
     pub fn expire(&mut self, now_ns: i64, emit: &mut impl FnMut(&Flow, EndReason)) {
         for class in 0..TimeoutClass::COUNT {
-            let timeout = self.timeouts.ns[class];
-            loop {
-                let head = self.lists[class].head;
-                if head == NIL {
+            while let Some(d) = self.queues[class].front().copied() {
+                if d.at_ns >= now_ns {
                     break;
                 }
-                let flow = &self.slots[head as usize].flow;
-                if flow.last_ns.saturating_add(timeout) >= now_ns {
-                    break;
+                self.queues[class].pop_front();
+                let slot = &self.slots[d.slot as usize];
+                if !slot.live || slot.generation != d.generation {
+                    continue;
                 }
-                let hash = flow.key.hash_with(&self.hasher);
-                self.stats.expired += 1;
-                self.remove(head, hash, EndReason::Timeout, emit);
+                let flow = &slot.flow;
+                let deadline = flow.last_ns.saturating_add(self.timeouts.of(flow));
+                if deadline < now_ns {
+                    let hash = flow.key.hash_with(&self.hasher);
+                    self.stats.expired += 1;
+                    self.remove(d.slot, hash, EndReason::Timeout, emit);
+                } else {
+                    // Active since, or moved to another class: check again later.
+                    let class_now = flow.timeout_class() as usize;
+                    self.queues[class_now].push_back(Deadline {
+                        at_ns: deadline,
+                        ..d
+                    });
+                }
             }
         }
     }
 
-    /// Finish every flow (end of capture), oldest first per class.
-    pub fn drain(&mut self, emit: &mut impl FnMut(&Flow, EndReason)) {
-        for class in 0..TimeoutClass::COUNT {
-            while self.lists[class].head != NIL {
-                let head = self.lists[class].head;
-                let hash = self.slots[head as usize].flow.key.hash_with(&self.hasher);
-                self.remove(head, hash, EndReason::EndOfCapture, emit);
-            }
+    /// Finish every flow (end of capture at packet time `now_ns`), in order of
+    /// first packet. Flows already idle past their timeout end as timed out,
+    /// whether or not a sweep reached them.
+    pub fn drain(&mut self, now_ns: i64, emit: &mut impl FnMut(&Flow, EndReason)) {
+        let mut live: Vec<u32> = self.index.iter().copied().collect();
+        live.sort_by_key(|&i| self.slots[i as usize].flow.first_ns);
+        for idx in live {
+            let flow = &self.slots[idx as usize].flow;
+            let reason = if flow.last_ns.saturating_add(self.timeouts.of(flow)) < now_ns {
+                self.stats.expired += 1;
+                EndReason::Timeout
+            } else {
+                EndReason::EndOfCapture
+            };
+            let hash = flow.key.hash_with(&self.hasher);
+            self.remove(idx, hash, reason, emit);
+        }
+        for q in &mut self.queues {
+            q.clear();
         }
     }
 
@@ -237,22 +261,48 @@ impl FlowTable {
         }
     }
 
+    /// Evict the least recently active flow among the queue heads. Heads whose
+    /// flow is live but was active since they were queued are re-queued first
+    /// (a few at most), so a busy flow is not evicted for an idle one.
     fn evict_oldest(&mut self, emit: &mut impl FnMut(&Flow, EndReason)) {
-        let mut victim = NIL;
-        let mut oldest = i64::MAX;
-        for list in &self.lists {
-            if list.head != NIL {
-                let last = self.slots[list.head as usize].flow.last_ns;
-                if last < oldest {
-                    oldest = last;
-                    victim = list.head;
+        for attempt in 0..16 {
+            let mut best: Option<(usize, i64)> = None;
+            for (class, q) in self.queues.iter_mut().enumerate() {
+                // Drop stale heads.
+                while let Some(d) = q.front() {
+                    let slot = &self.slots[d.slot as usize];
+                    if slot.live && slot.generation == d.generation {
+                        break;
+                    }
+                    q.pop_front();
+                }
+                if let Some(d) = q.front() {
+                    let last = self.slots[d.slot as usize].flow.last_ns;
+                    if best.is_none_or(|(_, b)| last < b) {
+                        best = Some((class, last));
+                    }
                 }
             }
-        }
-        if victim != NIL {
-            let hash = self.slots[victim as usize].flow.key.hash_with(&self.hasher);
+            let Some((class, _)) = best else {
+                return;
+            };
+            let Some(d) = self.queues[class].pop_front() else {
+                return;
+            };
+            let flow = &self.slots[d.slot as usize].flow;
+            let deadline = flow.last_ns + self.timeouts.of(flow);
+            if deadline > d.at_ns && attempt < 15 {
+                let class_now = flow.timeout_class() as usize;
+                self.queues[class_now].push_back(Deadline {
+                    at_ns: deadline,
+                    ..d
+                });
+                continue;
+            }
+            let hash = flow.key.hash_with(&self.hasher);
             self.stats.evicted += 1;
-            self.remove(victim, hash, EndReason::Evicted, emit);
+            self.remove(d.slot, hash, EndReason::Evicted, emit);
+            return;
         }
     }
 
@@ -266,49 +316,14 @@ impl FlowTable {
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
-        self.unlink(idx);
-        emit(&self.slots[idx as usize].flow, reason);
+        let slot = &mut self.slots[idx as usize];
+        slot.live = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        emit(&slot.flow, reason);
         self.free.push(idx);
     }
 
-    fn link_tail(&mut self, idx: u32, class: u8) {
-        let list = &mut self.lists[class as usize];
-        let old_tail = list.tail;
-        list.tail = idx;
-        if old_tail == NIL {
-            list.head = idx;
-        }
-        let slot = &mut self.slots[idx as usize];
-        slot.class = class;
-        slot.prev = old_tail;
-        slot.next = NIL;
-        if old_tail != NIL {
-            self.slots[old_tail as usize].next = idx;
-        }
-    }
-
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next, class) = {
-            let s = &self.slots[idx as usize];
-            (s.prev, s.next, s.class as usize)
-        };
-        if prev == NIL {
-            self.lists[class].head = next;
-        } else {
-            self.slots[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.lists[class].tail = prev;
-        } else {
-            self.slots[next as usize].prev = prev;
-        }
-        let s = &mut self.slots[idx as usize];
-        s.prev = NIL;
-        s.next = NIL;
-    }
-
-    /// Bytes of memory held per slot and per index bucket (for capacity
-    /// planning and the memory figures in the README).
+    /// Bytes per slot (for capacity planning and the memory figures in the README).
     pub fn slot_size() -> usize {
         std::mem::size_of::<Slot>()
     }

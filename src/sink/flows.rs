@@ -32,10 +32,7 @@ impl FlowWriter {
         tmp.push(".partial");
         let tmp = PathBuf::from(tmp);
         let file = File::create(&tmp).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create {}: {e}", tmp.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", tmp.display()))
         })?;
         Ok(FlowWriter {
             out: Box::new(BufWriter::with_capacity(1 << 20, file)),

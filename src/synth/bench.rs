@@ -64,7 +64,7 @@ fn plan(i: u32, rng: &mut SplitMix) -> FlowPlan {
         server: Ipv4Addr::from(0xc612_0000 | s),
         cport: 1024 + (i % 60_000) as u16,
         sport: [443, 80, 53, 445, 22, 8443][(rng.next() % 6) as usize],
-        udp: i % 10 == 0,
+        udp: i.is_multiple_of(10),
         sizes: [
             (rng.next() % 400) as u16,
             (rng.next() % 1400) as u16,
@@ -79,16 +79,23 @@ fn frame(p: &FlowPlan, k: u32, n: u32) -> Vec<u8> {
     let client = IpAddr::V4(p.client);
     let server = IpAddr::V4(p.server);
     if p.udp {
-        let from_client = k % 2 == 0;
+        let from_client = k.is_multiple_of(2);
         let (s, d, sp, dp) = if from_client {
             (client, server, p.cport, p.sport)
         } else {
             (server, client, p.sport, p.cport)
         };
         let len = usize::from(p.sizes[(k % 4) as usize]);
-        return Spec::new(s, d, L4::Udp { sport: sp, dport: dp })
-            .payload(&vec![0x42; len])
-            .frame();
+        return Spec::new(
+            s,
+            d,
+            L4::Udp {
+                sport: sp,
+                dport: dp,
+            },
+        )
+        .payload(&vec![0x42; len])
+        .frame();
     }
     // TCP: SYN, SYN-ACK, ACK, data alternating, FIN, FIN-ACK.
     let (from_client, flags, len) = match k {
@@ -127,7 +134,10 @@ fn frame(p: &FlowPlan, k: u32, n: u32) -> Vec<u8> {
 pub fn write_bench(path: &Path, shape: BenchShape, start_ns: i64) -> io::Result<BenchWritten> {
     let n = shape.packets_per_flow.max(6);
     let file = std::fs::File::create(path)?;
-    let mut w = CaptureWriter::new(BufWriter::with_capacity(1 << 20, file), FileOptions::default())?;
+    let mut w = CaptureWriter::new(
+        BufWriter::with_capacity(1 << 20, file),
+        FileOptions::default(),
+    )?;
     let mut rng = SplitMix(shape.seed);
     let mut plans: Vec<Option<FlowPlan>> = Vec::new();
     let mut heap: BinaryHeap<Reverse<(i64, u32, u32)>> = BinaryHeap::new();
@@ -135,8 +145,10 @@ pub fn write_bench(path: &Path, shape: BenchShape, start_ns: i64) -> io::Result<
     let mut out = BenchWritten::default();
     loop {
         let next_start = start_ns + i64::from(next_flow) * shape.flow_gap_ns;
-        let take_start =
-            next_flow < shape.flows && heap.peek().is_none_or(|Reverse((t, _, _))| next_start <= *t);
+        let take_start = next_flow < shape.flows
+            && heap
+                .peek()
+                .is_none_or(|Reverse((t, _, _))| next_start <= *t);
         if take_start {
             plans.push(Some(plan(next_flow, &mut rng)));
             heap.push(Reverse((next_start, next_flow, 0)));
@@ -168,9 +180,17 @@ pub fn write_bench(path: &Path, shape: BenchShape, start_ns: i64) -> io::Result<
 
 /// Write a SYN flood: `packets` SYNs from random spoofed sources to one victim
 /// (198.18.0.10:80), `rate` per second. Every SYN is its own half-open flow.
-pub fn write_syn_flood(path: &Path, packets: u32, rate: u32, start_ns: i64) -> io::Result<BenchWritten> {
+pub fn write_syn_flood(
+    path: &Path,
+    packets: u32,
+    rate: u32,
+    start_ns: i64,
+) -> io::Result<BenchWritten> {
     let file = std::fs::File::create(path)?;
-    let mut w = CaptureWriter::new(BufWriter::with_capacity(1 << 20, file), FileOptions::default())?;
+    let mut w = CaptureWriter::new(
+        BufWriter::with_capacity(1 << 20, file),
+        FileOptions::default(),
+    )?;
     let mut rng = SplitMix(7);
     let victim = IpAddr::from([198, 18, 0, 10]);
     let gap = 1_000_000_000 / i64::from(rate.max(1));

@@ -205,12 +205,11 @@ fn pseudo_header(
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             sum = sum.add_4bytes(s.octets()).add_4bytes(d.octets());
-            sum.add_2bytes([0, proto]).add_2bytes((len as u16).to_be_bytes())
+            sum.add_2bytes([0, proto])
+                .add_2bytes((len as u16).to_be_bytes())
         }
         (s, d) => {
-            sum = sum
-                .add_16bytes(v6_octets(s))
-                .add_16bytes(v6_octets(d));
+            sum = sum.add_16bytes(v6_octets(s)).add_16bytes(v6_octets(d));
             sum.add_4bytes((len as u32).to_be_bytes())
                 .add_4bytes([0, 0, 0, proto])
         }
@@ -265,7 +264,13 @@ pub fn mac_of(ip: IpAddr) -> [u8; 6] {
 }
 
 /// An ARP frame (Ethernet/IPv4): `op` 1 = request, 2 = reply.
-pub fn arp(op: u16, sender_mac: [u8; 6], sender_ip: [u8; 4], target_mac: [u8; 6], target_ip: [u8; 4]) -> Vec<u8> {
+pub fn arp(
+    op: u16,
+    sender_mac: [u8; 6],
+    sender_ip: [u8; 4],
+    target_mac: [u8; 6],
+    target_ip: [u8; 4],
+) -> Vec<u8> {
     let dst = if op == 1 { [0xff; 6] } else { target_mac };
     let mut f = Vec::with_capacity(42);
     f.extend_from_slice(&dst);

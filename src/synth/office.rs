@@ -55,7 +55,7 @@ pub fn office_trace() -> Trace {
             let c = Conv::new(laptop, next_port(), site, 443);
             let resp = 800 + (rng.next() % 5_000) as usize;
             t.tcp_session(at + 5 * MS, &c, 600, resp);
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 let c = Conv::new(laptop, next_port(), files, 445);
                 t.tcp_session(at + 50 * MS, &c, 2_000, 6_000);
             }
@@ -80,18 +80,40 @@ pub fn office_trace() -> Trace {
     let db = ip("10.20.0.20");
     let mut at = START_NS + SEC;
     while at < START_NS + DURATION {
-        t.tcp_session(at, &Conv::new(shop, next_port(), api, 8443).vlan(20), 900, 700);
-        t.tcp_session(at + 20 * MS, &Conv::new(api, next_port(), db, 5432).vlan(20), 300, 1_500);
+        t.tcp_session(
+            at,
+            &Conv::new(shop, next_port(), api, 8443).vlan(20),
+            900,
+            700,
+        );
+        t.tcp_session(
+            at + 20 * MS,
+            &Conv::new(api, next_port(), db, 5432).vlan(20),
+            300,
+            1_500,
+        );
         at += (2 + rng.next() % 4) as i64 * SEC;
     }
 
     // A laptop reaches the CDE database: an established segmentation breach.
     let rogue = ip("10.10.1.23");
-    t.tcp_session(START_NS + 61 * SEC, &Conv::new(rogue, 51_000, db, 5432).vlan(20), 400, 60_000);
+    t.tcp_session(
+        START_NS + 61 * SEC,
+        &Conv::new(rogue, 51_000, db, 5432).vlan(20),
+        400,
+        60_000,
+    );
     // Blocked and refused attempts into the CDE.
     let probing = ip("10.10.1.31");
-    t.tcp_unanswered(START_NS + 90 * SEC, &Conv::new(probing, 51_100, db, 22).vlan(20), 3);
-    t.tcp_refused(START_NS + 95 * SEC, &Conv::new(probing, 51_101, api, 3389).vlan(20));
+    t.tcp_unanswered(
+        START_NS + 90 * SEC,
+        &Conv::new(probing, 51_100, db, 22).vlan(20),
+        3,
+    );
+    t.tcp_refused(
+        START_NS + 95 * SEC,
+        &Conv::new(probing, 51_101, api, 3389).vlan(20),
+    );
 
     // Port scan of the file server from a compromised laptop.
     let scanner = ip("10.10.1.66");
@@ -107,7 +129,10 @@ pub fn office_trace() -> Trace {
             t.tcp_segment(at + MS / 2, &c, false, RST | ACK, 0);
         }
     }
-    t.udp_unreachable(START_NS + 125 * SEC, &Conv::new(scanner, 40_001, files, 161));
+    t.udp_unreachable(
+        START_NS + 125 * SEC,
+        &Conv::new(scanner, 40_001, files, 161),
+    );
 
     // Beacon: small session every 60 s.
     let implant = ip("10.10.1.17");
@@ -119,7 +144,12 @@ pub fn office_trace() -> Trace {
 
     // A large upload to an external host.
     let uploader = ip("10.10.1.29");
-    t.tcp_session(START_NS + 200 * SEC, &Conv::new(uploader, 53_000, ip("203.0.113.200"), 443), 600_000, 2_000);
+    t.tcp_session(
+        START_NS + 200 * SEC,
+        &Conv::new(uploader, 53_000, ip("203.0.113.200"), 443),
+        600_000,
+        2_000,
+    );
 
     // Guest Wi-Fi: browsing, and one attempt at the file server.
     for g in 10..=14u8 {
@@ -130,14 +160,29 @@ pub fn office_trace() -> Trace {
             t.tcp_session(START_NS + (k * 35 + i64::from(g)) * SEC, &c, 500, 5_000);
         }
     }
-    t.tcp_unanswered(START_NS + 150 * SEC, &Conv::new(IpAddr::from([10, 40, 0, 12]), 54_000, files, 445).vlan(30), 2);
+    t.tcp_unanswered(
+        START_NS + 150 * SEC,
+        &Conv::new(IpAddr::from([10, 40, 0, 12]), 54_000, files, 445).vlan(30),
+        2,
+    );
 
     // A fragmented DNS answer (large EDNS response).
     let frag_client = ip("10.10.1.12");
-    let mut big = Spec::new(dns, frag_client, L4::Udp { sport: 53, dport: 55_555 })
-        .payload(&[0x33; 3_000]);
+    let mut big = Spec::new(
+        dns,
+        frag_client,
+        L4::Udp {
+            sport: 53,
+            dport: 55_555,
+        },
+    )
+    .payload(&[0x33; 3_000]);
     big.ip_id = 0x4242;
-    t.udp_oneway(START_NS + 33 * SEC, &Conv::new(frag_client, 55_555, dns, 53), 60);
+    t.udp_oneway(
+        START_NS + 33 * SEC,
+        &Conv::new(frag_client, 55_555, dns, 53),
+        60,
+    );
     for (i, f) in big.ipv4_fragments(1_480).into_iter().enumerate() {
         t.push(START_NS + 33 * SEC + MS + i as i64 * 10_000, f);
     }

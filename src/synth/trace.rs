@@ -205,15 +205,31 @@ impl Trace {
         rest[2..].copy_from_slice(&seq.to_be_bytes());
         self.push(
             t,
-            Spec::new(from, to, L4::Icmp { kind: req, code: 0, rest })
-                .payload(&[0x61; 56])
-                .frame(),
+            Spec::new(
+                from,
+                to,
+                L4::Icmp {
+                    kind: req,
+                    code: 0,
+                    rest,
+                },
+            )
+            .payload(&[0x61; 56])
+            .frame(),
         );
         self.push(
             t + MS,
-            Spec::new(to, from, L4::Icmp { kind: rep, code: 0, rest })
-                .payload(&[0x61; 56])
-                .frame(),
+            Spec::new(
+                to,
+                from,
+                L4::Icmp {
+                    kind: rep,
+                    code: 0,
+                    rest,
+                },
+            )
+            .payload(&[0x61; 56])
+            .frame(),
         );
         t + MS
     }
