@@ -10,8 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::{
-    EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice,
-    err::Layer,
+    Ethernet2Slice, EtherType, IpNumber, LaxIpPayloadSlice, LaxIpSlice, SingleVlanSlice, TcpSlice,
+    UdpSlice,
 };
 
 /// Link-layer header types segwatch decodes (libpcap `LINKTYPE_*` values).
@@ -233,137 +233,148 @@ pub fn decode(
     wire_len: u32,
     ts_ns: i64,
 ) -> Result<Decoded<'_>, DecodeProblem> {
-    let sliced = slice_link(link, data)?;
     let mut vlans = Vlans::default();
-    let ids = sliced.vlan_ids();
-    if let Some(first) = ids.first() {
-        vlans.outer = Some(first.value());
-    }
-    if let Some(last) = ids.get(1) {
-        vlans.inner = Some(last.value());
-    }
-    let link_truncated = matches!(
-        sliced.stop_err,
-        Some((_, Layer::VlanHeader | Layer::MacsecHeader))
-    );
-    let Some(net) = &sliced.net else {
-        return Err(match &sliced.stop_err {
-            Some((_, Layer::IpHeader | Layer::Ipv4Header | Layer::Ipv6Header)) => {
-                ip_header_problem(&sliced)
-            }
-            Some((_, Layer::Arp)) => DecodeProblem::MalformedArp,
-            _ if link_truncated => DecodeProblem::TruncatedLink,
-            _ => DecodeProblem::UnsupportedEthertype,
-        });
-    };
-    let packet_base = |body| Packet {
-        ts_ns,
-        wire_len,
-        vlans,
-        body,
-    };
-    match net {
-        LaxNetSlice::Arp(arp) => {
-            let arp = arp_summary(arp).ok_or(DecodeProblem::MalformedArp)?;
-            Ok(Decoded {
-                packet: packet_base(Body::Arp(arp)),
-                payload: &[],
-            })
-        }
-        LaxNetSlice::Ipv4(v4) => {
-            let h = v4.header();
-            let frag = (v4.is_payload_fragmented()).then(|| Fragment {
-                id: u32::from(h.identification()),
-                offset: h.fragments_offset().value(),
-                more: h.more_fragments(),
-            });
-            let wire_payload = usize::from(h.total_len()).saturating_sub(h.slice().len());
-            let ip = IpHeaderFacts {
-                src: IpAddr::V4(h.source_addr()),
-                dst: IpAddr::V4(h.destination_addr()),
-                fragment: frag,
-                wire_payload,
-            };
-            finish_ip(ip, v4.payload(), &sliced, packet_base)
-        }
-        LaxNetSlice::Ipv6(v6) => {
-            let h = v6.header();
-            let mut frag = None;
-            for ext in v6.extensions().clone().into_iter() {
-                if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
-                    frag = Some(Fragment {
-                        id: f.identification(),
-                        offset: f.fragment_offset().value(),
-                        more: f.more_fragments(),
-                    });
-                }
-            }
-            let frag = frag.filter(|f| f.offset != 0 || f.more);
-            let wire_payload =
-                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
-            let ip = IpHeaderFacts {
-                src: IpAddr::V6(h.source_addr()),
-                dst: IpAddr::V6(h.destination_addr()),
-                fragment: frag,
-                wire_payload,
-            };
-            finish_ip(ip, v6.payload(), &sliced, packet_base)
-        }
-    }
-}
-
-fn slice_link(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeProblem> {
-    match link {
+    let (mut ether_type, mut rest) = match link {
         LinkType::Ethernet => {
-            LaxSlicedPacket::from_ethernet(data).map_err(|_| DecodeProblem::TruncatedLink)
+            let eth = Ethernet2Slice::from_slice_without_fcs(data)
+                .map_err(|_| DecodeProblem::TruncatedLink)?;
+            (eth.ether_type(), eth.payload_slice())
         }
         LinkType::LinuxSll => {
             // 16-byte header; protocol (an EtherType for IP/ARP) in bytes 14..16.
             let proto = data.get(14..16).ok_or(DecodeProblem::TruncatedLink)?;
-            let ether_type = EtherType(u16::from_be_bytes([proto[0], proto[1]]));
-            Ok(LaxSlicedPacket::from_ether_type(ether_type, &data[16..]))
+            (
+                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+                &data[16..],
+            )
         }
         LinkType::LinuxSll2 => {
             // 20-byte header; protocol in bytes 0..2.
             if data.len() < 20 {
                 return Err(DecodeProblem::TruncatedLink);
             }
-            let ether_type = EtherType(u16::from_be_bytes([data[0], data[1]]));
-            Ok(LaxSlicedPacket::from_ether_type(ether_type, &data[20..]))
+            (EtherType(u16::from_be_bytes([data[0], data[1]])), &data[20..])
         }
-        LinkType::RawIp => from_ip(data),
+        LinkType::RawIp => return decode_ip(data, vlans, wire_len, ts_ns),
         LinkType::Null => {
             // Address family in host byte order of the capturing machine; IPv4 is
             // 2 everywhere, IPv6 is 10, 24, 28 or 30 depending on the OS.
             let fam = data.get(0..4).ok_or(DecodeProblem::TruncatedLink)?;
-            let family = if fam[0] == 0 && fam[1] == 0 {
-                fam[3]
-            } else {
-                fam[0]
-            };
-            match family {
-                2 | 10 | 24 | 28 | 30 => from_ip(&data[4..]),
+            let family = if fam[0] == 0 && fam[1] == 0 { fam[3] } else { fam[0] };
+            return match family {
+                2 | 10 | 24 | 28 | 30 => decode_ip(&data[4..], vlans, wire_len, ts_ns),
                 _ => Err(DecodeProblem::UnsupportedEthertype),
+            };
+        }
+        LinkType::Other(_) => return Err(DecodeProblem::UnsupportedLinkType),
+    };
+    // 802.1Q, 802.1ad and the pre-standard 0x9100 QinQ tag; outer first.
+    let mut tags = 0;
+    while matches!(
+        ether_type,
+        EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+    ) {
+        let tag = SingleVlanSlice::from_slice(rest).map_err(|_| DecodeProblem::TruncatedLink)?;
+        let id = tag.vlan_identifier().value();
+        match tags {
+            0 => vlans.outer = Some(id),
+            1 => vlans.inner = Some(id),
+            _ => {}
+        }
+        tags += 1;
+        if tags > 4 {
+            return Err(DecodeProblem::UnsupportedEthertype);
+        }
+        ether_type = tag.ether_type();
+        rest = tag.payload_slice();
+    }
+    match ether_type {
+        EtherType::IPV4 | EtherType::IPV6 => {
+            let version = rest.first().map(|b| b >> 4);
+            let expected = if ether_type == EtherType::IPV4 { 4 } else { 6 };
+            match version {
+                None => Err(DecodeProblem::TruncatedIp),
+                Some(v) if v != expected => Err(DecodeProblem::MalformedIp),
+                Some(_) => decode_ip(rest, vlans, wire_len, ts_ns),
             }
         }
-        LinkType::Other(_) => Err(DecodeProblem::UnsupportedLinkType),
+        EtherType::ARP => {
+            let arp = etherparse::ArpPacketSlice::from_slice(rest)
+                .ok()
+                .and_then(|a| arp_summary(&a))
+                .ok_or(DecodeProblem::MalformedArp)?;
+            Ok(Decoded {
+                packet: Packet {
+                    ts_ns,
+                    wire_len,
+                    vlans,
+                    body: Body::Arp(arp),
+                },
+                payload: &[],
+            })
+        }
+        _ => Err(DecodeProblem::UnsupportedEthertype),
     }
 }
 
-fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeProblem> {
+fn decode_ip(
+    data: &[u8],
+    vlans: Vlans,
+    wire_len: u32,
+    ts_ns: i64,
+) -> Result<Decoded<'_>, DecodeProblem> {
     use etherparse::err::ip::LaxHeaderSliceError;
-    LaxSlicedPacket::from_ip(data).map_err(|e| match e {
+    let (ip, _ext_problem) = LaxIpSlice::from_slice(data).map_err(|e| match e {
         LaxHeaderSliceError::Len(_) => DecodeProblem::TruncatedIp,
         LaxHeaderSliceError::Content(_) => DecodeProblem::MalformedIp,
+    })?;
+    let facts = match &ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            IpHeaderFacts {
+                src: IpAddr::V4(h.source_addr()),
+                dst: IpAddr::V4(h.destination_addr()),
+                fragment: v4.is_payload_fragmented().then(|| Fragment {
+                    id: u32::from(h.identification()),
+                    offset: h.fragments_offset().value(),
+                    more: h.more_fragments(),
+                }),
+                wire_payload: usize::from(h.total_len()).saturating_sub(h.slice().len()),
+            }
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let mut fragment = None;
+            for ext in v6.extensions().clone().into_iter() {
+                if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
+                    fragment = Some(Fragment {
+                        id: f.identification(),
+                        offset: f.fragment_offset().value(),
+                        more: f.more_fragments(),
+                    });
+                }
+            }
+            IpHeaderFacts {
+                src: IpAddr::V6(h.source_addr()),
+                dst: IpAddr::V6(h.destination_addr()),
+                fragment: fragment.filter(|f| f.offset != 0 || f.more),
+                wire_payload: usize::from(h.payload_length())
+                    .saturating_sub(v6.extensions().slice().len()),
+            }
+        }
+    };
+    let (summary, payload) = transport(facts, ip.payload())?;
+    Ok(Decoded {
+        packet: Packet {
+            ts_ns,
+            wire_len,
+            vlans,
+            body: Body::Ip(summary),
+        },
+        payload,
     })
-}
-
-fn ip_header_problem(sliced: &LaxSlicedPacket<'_>) -> DecodeProblem {
-    use etherparse::err::packet::SliceError;
-    match &sliced.stop_err {
-        Some((SliceError::Len(_), _)) => DecodeProblem::TruncatedIp,
-        _ => DecodeProblem::MalformedIp,
-    }
 }
 
 fn arp_summary(arp: &etherparse::ArpPacketSlice<'_>) -> Option<ArpPacket> {
@@ -386,14 +397,16 @@ struct IpHeaderFacts {
     wire_payload: usize,
 }
 
-fn finish_ip<'a>(
+/// Ports, flags and lengths from the transport header. The header is sliced
+/// with etherparse; when it is cut short (snaplen) or invalid, the ports are
+/// still read from the captured prefix (they are its first four bytes).
+fn transport<'a>(
     ip: IpHeaderFacts,
     payload: &LaxIpPayloadSlice<'a>,
-    sliced: &LaxSlicedPacket<'a>,
-    packet_base: impl Fn(Body) -> Packet,
-) -> Result<Decoded<'a>, DecodeProblem> {
+) -> Result<(IpPacket, &'a [u8]), DecodeProblem> {
     let proto = payload.ip_number.0;
-    let mut summary = IpPacket {
+    let raw = payload.payload;
+    let mut s = IpPacket {
         src: ip.src,
         dst: ip.dst,
         proto,
@@ -401,87 +414,75 @@ fn finish_ip<'a>(
         dst_port: 0,
         tcp_flags: 0,
         icmp: None,
-        l4_payload_len: 0,
+        l4_payload_len: ip.wire_payload as u32,
         fragment: ip.fragment,
         quoted: None,
     };
-    let later_fragment = ip.fragment.is_some_and(|f| f.offset != 0);
-    let mut l4_payload: &'a [u8] = &[];
-    if later_fragment {
-        // Ports live in the first fragment; the dispatcher attributes this one.
-        summary.l4_payload_len = ip.wire_payload as u32;
-        l4_payload = payload.payload;
-    } else {
-        match &sliced.transport {
-            Some(TransportSlice::Tcp(tcp)) => {
-                summary.src_port = tcp.source_port();
-                summary.dst_port = tcp.destination_port();
-                summary.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
-                summary.l4_payload_len =
-                    ip.wire_payload.saturating_sub(tcp.header_slice().len()) as u32;
-                l4_payload = tcp.payload();
-            }
-            Some(TransportSlice::Udp(udp)) => {
-                summary.src_port = udp.source_port();
-                summary.dst_port = udp.destination_port();
-                summary.l4_payload_len = u32::from(udp.length()).saturating_sub(8);
-                l4_payload = udp.payload();
-            }
-            Some(TransportSlice::Icmpv4(icmp)) => {
-                let (t, c) = (icmp.type_u8(), icmp.code_u8());
-                icmp_ports(
-                    &mut summary,
-                    t,
-                    c,
-                    icmp.bytes5to8(),
-                    &[8, 0, 13, 14, 15, 16],
-                );
-                summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
-                l4_payload = icmp.payload();
-                if matches!(t, 3 | 4 | 5 | 11 | 12) {
-                    summary.quoted = quote(icmp.payload(), t == 3 && c != 4);
-                }
-            }
-            Some(TransportSlice::Icmpv6(icmp)) => {
-                let (t, c) = (icmp.type_u8(), icmp.code_u8());
-                icmp_ports(&mut summary, t, c, icmp.bytes5to8(), &[128, 129]);
-                summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
-                l4_payload = icmp.payload();
-                if t < 128 {
-                    summary.quoted = quote(icmp.payload(), t == 1);
-                }
-            }
-            Some(TransportSlice::Igmp(_)) | None => {
-                // First fragments and transport headers cut short: read what the
-                // captured prefix holds (ports are the first four bytes).
-                let raw = payload.payload;
-                if matches!(proto, proto::TCP | proto::UDP) {
-                    let ports = raw.get(0..4).ok_or(DecodeProblem::TruncatedTransport)?;
-                    summary.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-                    summary.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
-                    let header_len = if proto == proto::TCP {
-                        summary.tcp_flags = raw.get(13).copied().unwrap_or(0);
-                        raw.get(12).map_or(20, |b| usize::from(b >> 4) * 4)
-                    } else {
-                        8
-                    };
-                    summary.l4_payload_len = ip.wire_payload.saturating_sub(header_len) as u32;
-                } else if matches!(proto, proto::ICMP | proto::ICMPV6) {
-                    let tc = raw.get(0..2).ok_or(DecodeProblem::TruncatedTransport)?;
-                    summary.src_port = u16::from(tc[0]);
-                    summary.dst_port = u16::from(tc[1]);
-                    summary.icmp = Some((tc[0], tc[1]));
-                    summary.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
-                } else {
-                    summary.l4_payload_len = ip.wire_payload as u32;
-                }
-            }
-        }
+    if ip.fragment.is_some_and(|f| f.offset != 0) {
+        // Ports live in the first fragment; the dispatcher and worker attribute this one.
+        return Ok((s, raw));
     }
-    Ok(Decoded {
-        packet: packet_base(Body::Ip(summary)),
-        payload: l4_payload,
-    })
+    let ports = |raw: &[u8]| -> Result<(u16, u16), DecodeProblem> {
+        let p = raw.get(0..4).ok_or(DecodeProblem::TruncatedTransport)?;
+        Ok((
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        ))
+    };
+    let body = match proto {
+        proto::TCP => match TcpSlice::from_slice(raw) {
+            Ok(tcp) => {
+                (s.src_port, s.dst_port) = (tcp.source_port(), tcp.destination_port());
+                s.tcp_flags = raw[13];
+                s.l4_payload_len = ip.wire_payload.saturating_sub(tcp.header_slice().len()) as u32;
+                tcp.payload()
+            }
+            Err(_) => {
+                (s.src_port, s.dst_port) = ports(raw)?;
+                s.tcp_flags = raw.get(13).copied().unwrap_or(0);
+                let header = raw.get(12).map_or(20, |b| usize::from(b >> 4) * 4);
+                s.l4_payload_len = ip.wire_payload.saturating_sub(header) as u32;
+                raw.get(header..).unwrap_or(&[])
+            }
+        },
+        proto::UDP => {
+            (s.src_port, s.dst_port) = ports(raw)?;
+            s.l4_payload_len = match UdpSlice::from_slice_lax(raw) {
+                Ok(udp) => u32::from(udp.length()).saturating_sub(8),
+                Err(_) => ip.wire_payload.saturating_sub(8) as u32,
+            };
+            raw.get(8..).unwrap_or(&[])
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let tc = raw.get(0..2).ok_or(DecodeProblem::TruncatedTransport)?;
+            let (t, c) = (tc[0], tc[1]);
+            let rest: [u8; 4] = raw
+                .get(4..8)
+                .and_then(|r| r.try_into().ok())
+                .unwrap_or([0; 4]);
+            let v4 = proto == proto::ICMP;
+            let queries: &[u8] = if v4 {
+                &[8, 0, 13, 14, 15, 16]
+            } else {
+                &[128, 129]
+            };
+            icmp_ports(&mut s, t, c, rest, queries);
+            s.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
+            let body = raw.get(8..).unwrap_or(&[]);
+            let error = if v4 {
+                matches!(t, 3 | 4 | 5 | 11 | 12)
+            } else {
+                t < 128
+            };
+            if error {
+                let unreachable = if v4 { t == 3 && c != 4 } else { t == 1 };
+                s.quoted = quote(body, unreachable);
+            }
+            body
+        }
+        _ => raw,
+    };
+    Ok((s, body))
 }
 
 /// ICMP key ports: query/reply types pair up through their identifier; every
