@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::{
-    Ethernet2Slice, EtherType, IpNumber, LaxIpPayloadSlice, LaxIpSlice, SingleVlanSlice, TcpSlice,
+    EtherType, Ethernet2Slice, IpNumber, LaxIpPayloadSlice, LaxIpSlice, SingleVlanSlice, TcpSlice,
     UdpSlice,
 };
 
@@ -253,14 +253,21 @@ pub fn decode(
             if data.len() < 20 {
                 return Err(DecodeProblem::TruncatedLink);
             }
-            (EtherType(u16::from_be_bytes([data[0], data[1]])), &data[20..])
+            (
+                EtherType(u16::from_be_bytes([data[0], data[1]])),
+                &data[20..],
+            )
         }
         LinkType::RawIp => return decode_ip(data, vlans, wire_len, ts_ns),
         LinkType::Null => {
             // Address family in host byte order of the capturing machine; IPv4 is
             // 2 everywhere, IPv6 is 10, 24, 28 or 30 depending on the OS.
             let fam = data.get(0..4).ok_or(DecodeProblem::TruncatedLink)?;
-            let family = if fam[0] == 0 && fam[1] == 0 { fam[3] } else { fam[0] };
+            let family = if fam[0] == 0 && fam[1] == 0 {
+                fam[3]
+            } else {
+                fam[0]
+            };
             return match family {
                 2 | 10 | 24 | 28 | 30 => decode_ip(&data[4..], vlans, wire_len, ts_ns),
                 _ => Err(DecodeProblem::UnsupportedEthertype),

@@ -24,8 +24,18 @@ pub struct WorkerReport {
     pub totals: FlowTotals,
 }
 
+/// A decoded packet waiting for its flow update.
+struct Prepared {
+    key: FlowKey,
+    side: crate::flow::Side,
+    hash: u64,
+    facts: PacketFacts,
+    slot: Option<u32>,
+}
+
 /// Per-worker flow tracking.
 pub struct Worker {
+    prepared: Vec<Prepared>,
     table: FlowTable,
     fragments: FragmentPorts,
     counters: WorkerCounters,
@@ -43,6 +53,7 @@ impl Worker {
         records: Option<Sender<Vec<FlowRecord>>>,
     ) -> Worker {
         Worker {
+            prepared: Vec::new(),
             table: FlowTable::new(max_flows, timeouts, hasher),
             fragments: FragmentPorts::new(65_536),
             counters: WorkerCounters::default(),
@@ -54,8 +65,13 @@ impl Worker {
     }
 
     /// Process one batch, then expire flows idle at the batch's packet time.
+    ///
+    /// Three passes: decode every frame, look every flow up, then update. The
+    /// lookups of a batch are independent, so their cache misses overlap
+    /// instead of stalling one packet at a time.
     pub fn process(&mut self, batch: &Batch) {
         let Worker {
+            prepared,
             table,
             fragments,
             counters,
@@ -64,9 +80,7 @@ impl Worker {
             chunk,
             ..
         } = self;
-        let mut emit = |flow: &Flow, reason: EndReason| {
-            finish_flow(flow, reason, totals, records, chunk);
-        };
+        prepared.clear();
         for item in &batch.items {
             let decoded = match decode(item.link, batch.bytes(item), item.wire_len, item.ts_ns) {
                 Ok(d) => d,
@@ -110,7 +124,22 @@ impl Worker {
                 icmp: if icmp_error.is_some() { None } else { ip.icmp },
                 icmp_error,
             };
-            table.packet(table.hash(&key), &key, side, &facts, &mut emit);
+            prepared.push(Prepared {
+                hash: table.hash(&key),
+                key,
+                side,
+                facts,
+                slot: None,
+            });
+        }
+        for p in prepared.iter_mut() {
+            p.slot = table.lookup(p.hash, &p.key);
+        }
+        let mut emit = |flow: &Flow, reason: EndReason| {
+            finish_flow(flow, reason, totals, records, chunk);
+        };
+        for p in prepared.iter() {
+            table.packet_hinted(p.slot, p.hash, &p.key, p.side, &p.facts, &mut emit);
         }
         self.now_ns = self.now_ns.max(batch.now_ns);
         let now = self.now_ns;

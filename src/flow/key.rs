@@ -14,8 +14,22 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// Canonical flow key; `lo <= hi` always holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+impl Endpoint {
+    /// Address bits and port: orders and hashes endpoints cheaply. Injective
+    /// within an address family, and both ends of a flow share one family.
+    #[inline]
+    fn bits(&self) -> (u128, u16) {
+        let ip = match self.ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        (ip, self.port)
+    }
+}
+
+/// Canonical flow key; `lo` is the endpoint with the smaller
+/// [`Endpoint::bits`], so both directions give the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub vlans: Vlans,
     pub proto: u8,
@@ -44,8 +58,9 @@ impl Side {
 
 impl FlowKey {
     /// Key of a packet from `src` to `dst`, and which side the sender is.
+    #[inline]
     pub fn new(vlans: Vlans, proto: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, Side) {
-        if src <= dst {
+        if src.bits() <= dst.bits() {
             (
                 FlowKey {
                     vlans,
@@ -124,6 +139,24 @@ impl FlowKey {
         let mut h = state.build_hasher();
         self.hash(&mut h);
         std::hash::Hasher::finish(&h)
+    }
+}
+
+impl Hash for FlowKey {
+    /// Hashes fixed-width integers rather than the enum fields one by one.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (lo_ip, lo_port) = self.lo.bits();
+        let (hi_ip, hi_port) = self.hi.bits();
+        let vlan = |v: Option<u16>| v.map_or(0xffff, u64::from);
+        h.write_u128(lo_ip);
+        h.write_u128(hi_ip);
+        h.write_u64(
+            u64::from(lo_port)
+                | u64::from(hi_port) << 16
+                | vlan(self.vlans.outer) << 32
+                | vlan(self.vlans.inner) << 48,
+        );
+        h.write_u8(self.proto);
     }
 }
 

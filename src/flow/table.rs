@@ -147,11 +147,36 @@ impl FlowTable {
         p: &PacketFacts,
         emit: &mut impl FnMut(&Flow, EndReason),
     ) {
+        self.packet_hinted(None, hash, key, side, p, emit);
+    }
+
+    /// The slot of a key's flow, if tracked. Looking up a batch's keys before
+    /// updating any of them lets the CPU overlap the cache misses.
+    pub fn lookup(&self, hash: u64, key: &FlowKey) -> Option<u32> {
         let slots = &self.slots;
-        if let Some(&idx) = self
-            .index
+        self.index
             .find(hash, |&i| slots[i as usize].flow.key == *key)
-        {
+            .copied()
+    }
+
+    /// [`FlowTable::packet`] with the result of an earlier [`FlowTable::lookup`];
+    /// the hint is checked (the batch may have changed the table since).
+    pub fn packet_hinted(
+        &mut self,
+        hint: Option<u32>,
+        hash: u64,
+        key: &FlowKey,
+        side: Side,
+        p: &PacketFacts,
+        emit: &mut impl FnMut(&Flow, EndReason),
+    ) {
+        let found = hint
+            .filter(|&i| {
+                let slot = &self.slots[i as usize];
+                slot.live && slot.flow.key == *key
+            })
+            .or_else(|| self.lookup(hash, key));
+        if let Some(idx) = found {
             let flow = &mut self.slots[idx as usize].flow;
             let reason = if p.ts_ns > flow.last_ns + self.timeouts.of(flow) {
                 EndReason::Timeout
@@ -237,7 +262,7 @@ impl FlowTable {
     /// whether or not a sweep reached them.
     pub fn drain(&mut self, now_ns: i64, emit: &mut impl FnMut(&Flow, EndReason)) {
         let mut live: Vec<u32> = self.index.iter().copied().collect();
-        live.sort_by_key(|&i| self.slots[i as usize].flow.first_ns);
+        live.sort_unstable_by_key(|&i| self.slots[i as usize].flow.first_ns);
         for idx in live {
             let flow = &self.slots[idx as usize].flow;
             let reason = if flow.last_ns.saturating_add(self.timeouts.of(flow)) < now_ns {
