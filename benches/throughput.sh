@@ -20,6 +20,7 @@ if [ ! -f "$FILE" ]; then
   mkdir -p "$(dirname "$FILE")"
   $SEGWATCH generate bench --out "$FILE"
 fi
+mkdir -p bench-data
 READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
 cat "$FILE" > /dev/null   # warm the page cache for every contender alike
 

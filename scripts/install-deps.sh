@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what segwatch needs on Debian, only when missing:
 #   build: libpcap-dev (and pkg-config, gcc)
-#   tests: tshark (cross-check), tcpdump and tcpreplay (benchmarks), iproute2 (network namespaces)
+#   tests: tshark (cross-check), tcpdump, bc and time (benchmarks), iproute2 and python3 (live test)
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)

@@ -46,7 +46,7 @@ impl LinkType {
 }
 
 /// Why a frame could not be used. Each reason is a counter in the run summary
-/// and a label value in metrics, so the set is closed and small.
+/// (and will be a metric label), so the set is closed and small.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DecodeProblem {
     /// The capture's link type is not one segwatch decodes.
@@ -157,7 +157,10 @@ pub struct Fragment {
     pub more: bool,
 }
 
-/// The transport tuple quoted inside an ICMP error (the packet that caused it).
+/// The transport tuple quoted inside an ICMP destination unreachable (the
+/// packet that was refused). Only unreachables are quoted: they answer a flow
+/// ("refused"); other ICMP errors (time exceeded from traceroute, packet too
+/// big, redirects) are ICMP flows of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quoted {
     pub src: IpAddr,
@@ -165,9 +168,6 @@ pub struct Quoted {
     pub proto: u8,
     pub src_port: u16,
     pub dst_port: u16,
-    /// Destination unreachable (ICMPv4 type 3 other than "fragmentation
-    /// needed", ICMPv6 type 1): the quoted flow was refused.
-    pub unreachable: bool,
 }
 
 /// An IP packet's summary.
@@ -476,14 +476,11 @@ fn transport<'a>(
             icmp_ports(&mut s, t, c, rest, queries);
             s.l4_payload_len = ip.wire_payload.saturating_sub(8) as u32;
             let body = raw.get(8..).unwrap_or(&[]);
-            let error = if v4 {
-                matches!(t, 3 | 4 | 5 | 11 | 12)
-            } else {
-                t < 128
-            };
-            if error {
-                let unreachable = if v4 { t == 3 && c != 4 } else { t == 1 };
-                s.quoted = quote(body, unreachable);
+            // ICMPv4 3 except code 4 ("fragmentation needed", path MTU
+            // discovery, not a refusal); ICMPv6 1.
+            let unreachable = if v4 { t == 3 && c != 4 } else { t == 1 };
+            if unreachable {
+                s.quoted = quote(body);
             }
             body
         }
@@ -507,7 +504,7 @@ fn icmp_ports(s: &mut IpPacket, t: u8, c: u8, rest: [u8; 4], query_types: &[u8])
 }
 
 /// Parse the IP header and first transport bytes quoted in an ICMP error.
-fn quote(data: &[u8], unreachable: bool) -> Option<Quoted> {
+fn quote(data: &[u8]) -> Option<Quoted> {
     let (ip, _) = etherparse::LaxIpSlice::from_slice(data).ok()?;
     let payload = ip.payload();
     let proto = payload.ip_number;
@@ -542,7 +539,6 @@ fn quote(data: &[u8], unreachable: bool) -> Option<Quoted> {
         proto: proto.0,
         src_port,
         dst_port,
-        unreachable,
     })
 }
 
@@ -692,7 +688,6 @@ mod tests {
         let q = ip.quoted.expect("quote");
         assert_eq!(q.src, IpAddr::from([10, 0, 0, 1]));
         assert_eq!((q.proto, q.src_port, q.dst_port), (proto::UDP, 5555, 161));
-        assert!(q.unreachable);
     }
 
     #[test]

@@ -65,8 +65,8 @@ enum GenerateWhat {
         /// Number of flows.
         #[arg(long, default_value_t = 200_000)]
         flows: u32,
-        /// Packets per flow (at least 6).
-        #[arg(long, default_value_t = 10)]
+        /// Packets per flow (6 or more: handshake, data, FIN exchange).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(6..))]
         packets_per_flow: u32,
     },
     /// A SYN flood from random spoofed sources (one half-open flow per SYN).
@@ -95,7 +95,7 @@ struct CommonArgs {
     /// Write the run summary as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
-    /// Worker threads (default: available cores minus one, at least one).
+    /// Worker threads; 0 or absent: available cores minus one, at least one.
     #[arg(long)]
     workers: Option<usize>,
     /// Flows tracked at once over all workers; the oldest idle flow is evicted past it.
@@ -126,11 +126,11 @@ struct RunArgs {
     /// BPF capture filter in tcpdump syntax.
     #[arg(long)]
     filter: Option<String>,
-    /// Bytes captured per frame.
-    #[arg(long)]
+    /// Bytes captured per frame (64 to 262144).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(64..=262_144))]
     snaplen: Option<i32>,
-    /// Kernel capture buffer in MiB.
-    #[arg(long)]
+    /// Kernel capture buffer in MiB (1 to 2047).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=2047))]
     buffer_mib: Option<i32>,
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
@@ -189,7 +189,11 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         None => Config::default(),
     };
     if let Some(w) = common.workers {
-        cfg.pipeline.workers = w.max(1);
+        cfg.pipeline.workers = if w == 0 {
+            segwatch::pipeline::PipelineConfig::default_workers()
+        } else {
+            w
+        };
     }
     if let Some(m) = common.max_flows {
         cfg.pipeline.max_flows = m.max(1);
@@ -244,7 +248,7 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
         cfg.capture.snaplen = s;
     }
     if let Some(b) = r.buffer_mib {
-        cfg.capture.buffer_bytes = b.saturating_mul(1 << 20);
+        cfg.capture.buffer_bytes = b << 20;
     }
     if r.no_promisc {
         cfg.capture.promiscuous = false;

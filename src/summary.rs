@@ -168,18 +168,50 @@ impl WorkerCounters {
 }
 
 /// Everything a run reports.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunSummary {
+    /// Time workers took per batch, nanoseconds (all workers).
+    pub batch_ns: hdrhistogram::Histogram<u64>,
     pub capture: CaptureTotals,
     pub dispatch: DispatchStats,
     pub workers: usize,
+    /// Packets per batch the run used.
+    pub batch_size: usize,
     pub worker: WorkerCounters,
     pub table: TableStats,
     pub flows: FlowTotals,
     pub elapsed_secs: f64,
 }
 
+impl Default for RunSummary {
+    fn default() -> Self {
+        RunSummary {
+            batch_ns: crate::worker::batch_histogram(),
+            capture: CaptureTotals::default(),
+            dispatch: DispatchStats::default(),
+            workers: 0,
+            batch_size: 0,
+            worker: WorkerCounters::default(),
+            table: TableStats::default(),
+            flows: FlowTotals::default(),
+            elapsed_secs: 0.0,
+        }
+    }
+}
+
 impl RunSummary {
+    /// Batch processing time quantiles in microseconds: (p50, p99, max).
+    pub fn batch_latency_us(&self) -> Option<(f64, f64, f64)> {
+        let h = &self.batch_ns;
+        (!h.is_empty()).then(|| {
+            (
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+                h.max() as f64 / 1e3,
+            )
+        })
+    }
+
     pub fn packets_per_sec(&self) -> f64 {
         if self.elapsed_secs > 0.0 {
             self.capture.frames as f64 / self.elapsed_secs
@@ -224,6 +256,7 @@ impl RunSummary {
             "flows_by_proto_outcome": flows_by,
             "top_talkers": top,
             "untracked_hosts": self.flows.untracked_hosts,
+            "batch_processing_us": self.batch_latency_us().map(|(p50, p99, max)| serde_json::json!({"p50": p50, "p99": p99, "max": max})),
             "elapsed_seconds": self.elapsed_secs,
             "packets_per_second": self.packets_per_sec(),
         })
@@ -270,6 +303,13 @@ impl fmt::Display for RunSummary {
             self.packets_per_sec(),
             self.workers
         )?;
+        if let Some((p50, p99, max)) = self.batch_latency_us() {
+            writeln!(
+                f,
+                "  batch time       p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs per batch of up to {} packets",
+                self.batch_size
+            )?;
+        }
         writeln!(
             f,
             "  flows            {} (peak {} active, {} expired, {} evicted for room)",

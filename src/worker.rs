@@ -3,7 +3,10 @@
 //! shared with other threads; finished records leave in chunks over a channel
 //! when a record sink is attached.
 
+use std::time::Instant;
+
 use crossbeam_channel::Sender;
+use hdrhistogram::Histogram;
 
 use crate::decode::{Body, decode};
 use crate::dispatch::Batch;
@@ -17,11 +20,19 @@ use crate::summary::{FlowTotals, WorkerCounters};
 const RECORD_CHUNK: usize = 512;
 
 /// What a worker hands back when it stops.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerReport {
     pub counters: WorkerCounters,
     pub table: TableStats,
     pub totals: FlowTotals,
+    /// Time to process one batch, in nanoseconds.
+    pub batch_ns: Histogram<u64>,
+}
+
+/// A histogram of batch processing times: 1 µs to 100 s at 3 significant digits.
+pub fn batch_histogram() -> Histogram<u64> {
+    // Constant, valid bounds: this cannot fail.
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// A decoded packet waiting for its flow update.
@@ -36,6 +47,7 @@ struct Prepared {
 /// Per-worker flow tracking.
 pub struct Worker {
     prepared: Vec<Prepared>,
+    batch_ns: Histogram<u64>,
     table: FlowTable,
     fragments: FragmentPorts,
     counters: WorkerCounters,
@@ -54,6 +66,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             prepared: Vec::new(),
+            batch_ns: batch_histogram(),
             table: FlowTable::new(max_flows, timeouts, hasher),
             fragments: FragmentPorts::new(65_536),
             counters: WorkerCounters::default(),
@@ -70,6 +83,7 @@ impl Worker {
     /// lookups of a batch are independent, so their cache misses overlap
     /// instead of stalling one packet at a time.
     pub fn process(&mut self, batch: &Batch) {
+        let started = Instant::now();
         let Worker {
             prepared,
             table,
@@ -110,11 +124,9 @@ impl Worker {
                 counters.truncated_frames += 1;
             }
             let (key, side) = FlowKey::for_ip(p.vlans, ip);
-            let icmp_error = ip.quoted.map(|q| {
+            let icmp_error = ip.quoted.map(|_| {
                 counters.icmp_errors_attributed += 1;
-                IcmpError {
-                    unreachable: q.unreachable,
-                }
+                IcmpError
             });
             let facts = PacketFacts {
                 ts_ns: p.ts_ns,
@@ -153,6 +165,10 @@ impl Worker {
         table.expire(now, &mut |flow, reason| {
             finish_flow(flow, reason, totals, records, chunk)
         });
+        if !batch.items.is_empty() {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.batch_ns.saturating_record(ns);
+        }
     }
 
     /// Flows currently tracked.
@@ -182,6 +198,7 @@ impl Worker {
             counters: self.counters,
             table: self.table.stats,
             totals: self.totals,
+            batch_ns: self.batch_ns,
         }
     }
 }

@@ -437,3 +437,41 @@ fn corrupt_file_is_an_error_naming_the_file() {
         .to_string();
     assert!(err.contains("junk.pcap"), "{err}");
 }
+
+#[test]
+fn time_exceeded_is_its_own_icmp_flow_not_an_answer() {
+    // Traceroute-style: a UDP probe, and a router's TTL-exceeded quoting it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = Trace::new();
+    let client = ip("10.0.0.1");
+    let probe = Spec::new(
+        client,
+        ip("10.9.9.9"),
+        L4::Udp {
+            sport: 33434,
+            dport: 33435,
+        },
+    );
+    t.push(T0, probe.frame());
+    let quote = probe.ip_datagram();
+    let err = Spec::new(
+        ip("10.0.0.254"),
+        client,
+        L4::Icmp {
+            kind: 11,
+            code: 0,
+            rest: [0; 4],
+        },
+    )
+    .payload(&quote);
+    t.push(T0 + 1_000_000, err.frame());
+    let f = write(dir.path(), "ttl.pcap", &mut t, FileOptions::default());
+    let (summary, records) = analyze(&[f], &cfg(2));
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let udp = find(&records, "10.0.0.1", 33434, "10.9.9.9", 33435);
+    assert_eq!(udp["outcome"], "attempted");
+    assert_eq!(udp["packets_rev"], 0);
+    let icmp = find(&records, "10.0.0.254", 11, "10.0.0.1", 0);
+    assert_eq!(icmp["proto"], "icmp");
+    assert_eq!(summary.worker.icmp_errors_attributed, 0);
+}

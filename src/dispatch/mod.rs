@@ -136,6 +136,14 @@ impl Dispatcher {
         self.now_ns
     }
 
+    /// Move packet time forward without a packet (live capture on a quiet
+    /// interface). Only ever forward, and only once a first packet set the clock.
+    pub fn advance_clock(&mut self, now_ns: i64) {
+        if self.now_ns != i64::MIN {
+            self.now_ns = self.now_ns.max(now_ns);
+        }
+    }
+
     /// Queue one frame for its worker.
     pub fn push(&mut self, frame: &Frame<'_>) {
         let w = if self.senders.len() == 1 {

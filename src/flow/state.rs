@@ -85,11 +85,9 @@ pub struct PacketFacts {
     pub icmp_error: Option<IcmpError>,
 }
 
-/// An ICMP error attributed to the flow it quotes.
+/// An ICMP destination unreachable attributed to the flow it quotes.
 #[derive(Clone, Copy, Debug)]
-pub struct IcmpError {
-    pub unreachable: bool,
-}
+pub struct IcmpError;
 
 /// State of one flow.
 #[derive(Clone, Debug)]
@@ -146,8 +144,8 @@ impl Flow {
         self.bytes[s] += u64::from(p.wire_len);
         self.first_ns = self.first_ns.min(p.ts_ns);
         self.last_ns = self.last_ns.max(p.ts_ns);
-        if let Some(err) = p.icmp_error {
-            if err.unreachable && !self.accepted() {
+        if p.icmp_error.is_some() {
+            if !self.accepted() {
                 self.bits |= REJECTED;
             }
             return;
@@ -341,7 +339,7 @@ mod tests {
         let (k, client) = key();
         let mut f = Flow::new(k, client, &tcp(0, SYN, 0));
         let mut err = tcp(1, 0, 0);
-        err.icmp_error = Some(IcmpError { unreachable: true });
+        err.icmp_error = Some(IcmpError);
         f.update(client.other(), &err);
         assert_eq!(f.outcome(), Outcome::Rejected);
         assert_eq!(f.packets, [1, 1]);
