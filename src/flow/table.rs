@@ -433,6 +433,7 @@ mod tests {
 
     #[test]
     fn slot_is_small() {
+        eprintln!("flow slot: {} bytes", FlowTable::slot_size());
         assert!(FlowTable::slot_size() <= 160, "{}", FlowTable::slot_size());
     }
 }
