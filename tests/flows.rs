@@ -475,3 +475,68 @@ fn time_exceeded_is_its_own_icmp_flow_not_an_answer() {
     assert_eq!(icmp["proto"], "icmp");
     assert_eq!(summary.worker.icmp_errors_attributed, 0);
 }
+
+#[test]
+fn pcapng_with_interfaces_of_different_link_types() {
+    // Two taps merged into one file: Ethernet (µs) and raw IP (ns), as
+    // `mergecap` makes; libpcap refuses such files, segwatch reads them.
+    use segwatch::synth::pcap_file::CaptureWriter;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = Trace::new();
+    let conv = Conv::new(ip("10.0.0.1"), 40000, ip("10.0.0.2"), 80);
+    t.tcp_session(T0, &conv, 100, 3000);
+    t.sort();
+    let path = dir.path().join("two-links.pcapng");
+    let file = std::fs::File::create(&path).expect("create");
+    let opts = FileOptions {
+        format: Format::PcapNg,
+        ..FileOptions::default()
+    };
+    let mut w = CaptureWriter::new(file, opts).expect("writer");
+    let raw = w.add_interface(101, true).expect("second interface");
+    for (i, (ts, frame)) in t.frames.iter().enumerate() {
+        if i % 2 == 0 {
+            w.write(*ts + 7_000, frame).expect("write");
+        } else {
+            w.write_on(raw, true, *ts + 123, &frame[14..])
+                .expect("write");
+        }
+    }
+    drop(w);
+    let (summary, records) = analyze(&[path], &cfg(2));
+    assert_eq!(summary.capture.frames, t.frames.len() as u64);
+    assert!(summary.capture.decode_problems.is_empty());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["outcome"], "closed");
+    assert_eq!(
+        r["packets_fwd"].as_u64().unwrap_or(0) + r["packets_rev"].as_u64().unwrap_or(0),
+        10
+    );
+    assert_eq!(r["start"], "2023-11-14T22:13:20.000007Z");
+    assert_eq!(r["end"], "2023-11-14T22:13:20.009000123Z");
+}
+
+#[test]
+fn truncated_pcapng_is_reported_and_what_was_read_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = known_trace();
+    let opts = FileOptions {
+        format: Format::PcapNg,
+        nanos: true,
+        ..FileOptions::default()
+    };
+    let f = write(dir.path(), "cut.pcapng", &mut t, opts);
+    let bytes = std::fs::read(&f).expect("read");
+    std::fs::write(&f, &bytes[..bytes.len() - 20]).expect("truncate");
+    let (summary, records) = analyze(&[f], &cfg(1));
+    assert_eq!(summary.capture.frames, t.frames.len() as u64 - 1);
+    assert_eq!(
+        summary.capture.file_problems.len(),
+        1,
+        "{:?}",
+        summary.capture.file_problems
+    );
+    assert!(summary.capture.file_problems[0].contains("truncated"));
+    assert_eq!(records.len(), 10);
+}

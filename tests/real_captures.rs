@@ -177,3 +177,25 @@ fn flows_match_tshark_conversation_tables() {
     }
     assert!(compared > 1000, "compared {compared} conversations");
 }
+
+#[test]
+fn the_mixed_link_type_pcapng_is_read_whole() {
+    let Some(root) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps not present");
+        return;
+    };
+    let f = root.join("malformed/all_edge_cases_concat.pcapng");
+    if !f.exists() {
+        return;
+    }
+    // 120 interfaces, 11 link types: every frame is read (the MANIFEST's count).
+    let mut src = FileSource::open(&[&f]).expect("open");
+    let s = pipeline::run(&mut src, &cfg(2), None, RunHooks::default()).expect("run");
+    assert_eq!(s.capture.frames, 10_333);
+    assert!(
+        s.capture.file_problems.is_empty(),
+        "{:?}",
+        s.capture.file_problems
+    );
+    assert!(s.worker.packets > 6_000, "{}", s.worker.packets);
+}

@@ -1,30 +1,97 @@
-//! Capture files (pcap and pcapng, microsecond or nanosecond) read through
-//! libpcap. Several files are merged into one stream in timestamp order.
+//! Capture files: classic pcap (microsecond or nanosecond) through libpcap,
+//! pcapng through [`super::pcapng`] (per-interface link types and timestamp
+//! resolutions). Several files are merged into one stream in timestamp order.
 //!
 //! A file that cannot be opened, or that ends in a truncated or corrupt record,
 //! is reported as a problem; frames read before the problem are kept.
 
+use std::io::Read;
+use std::path::Path;
+
 use pcap::{Capture, Offline, Precision};
 
+use super::pcapng::PcapNgFile;
 use super::{CaptureError, Frame, FrameSource, Next, header_ts_ns};
 use crate::decode::LinkType;
+
+/// pcapng files start with a Section Header Block of this type.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+enum Reader {
+    Pcap {
+        cap: Capture<Offline>,
+        link: LinkType,
+        /// Approximate bytes consumed (record headers + captured data).
+        consumed: u64,
+    },
+    PcapNg(PcapNgFile),
+}
+
+impl Reader {
+    fn open(path: &Path) -> Result<Reader, String> {
+        let mut magic = [0u8; 4];
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let is_ng = file.read_exact(&mut magic).is_ok() && magic == PCAPNG_MAGIC;
+        if is_ng {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            return PcapNgFile::open(file).map(Reader::PcapNg);
+        }
+        let cap =
+            Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| e.to_string())?;
+        let link = LinkType::from_dlt(cap.get_datalink().0);
+        Ok(Reader::Pcap {
+            cap,
+            link,
+            consumed: 24,
+        })
+    }
+
+    /// The next frame, `Ok(None)` at the end of the file.
+    fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
+        match self {
+            Reader::Pcap {
+                cap,
+                link,
+                consumed,
+            } => match cap.next_packet() {
+                Ok(pkt) => {
+                    *consumed += 16 + pkt.data.len() as u64;
+                    Ok(Some(Frame {
+                        ts_ns: header_ts_ns(pkt.header),
+                        wire_len: pkt.header.len,
+                        data: pkt.data,
+                        link: *link,
+                    }))
+                }
+                Err(pcap::Error::NoMorePackets) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            Reader::PcapNg(ng) => ng.next_frame(),
+        }
+    }
+
+    fn consumed(&self) -> u64 {
+        match self {
+            Reader::Pcap { consumed, .. } => *consumed,
+            Reader::PcapNg(ng) => ng.consumed(),
+        }
+    }
+}
 
 struct Pending {
     ts_ns: i64,
     wire_len: u32,
+    link: LinkType,
     data: Vec<u8>,
 }
 
 struct InputFile {
     path: String,
-    cap: Option<Capture<Offline>>,
-    link: LinkType,
-    /// Next frame, copied out of libpcap's buffer (multi-file merge only).
+    reader: Reader,
+    /// Next frame, copied out of the reader's buffer (multi-file merge only).
     pending: Option<Pending>,
-    /// Bytes consumed, approximately (record headers + captured data).
-    consumed: u64,
     frames: u64,
-    /// Reached its end or an error; `cap` is no longer read.
+    /// Reached its end or an error; no longer read.
     done: bool,
 }
 
@@ -37,34 +104,38 @@ pub struct FileSource {
     total_bytes: u64,
 }
 
+/// Record why a file stopped early.
+fn report_end(path: &str, frames: u64, why: &str, problems: &mut Vec<String>) {
+    problems.push(format!(
+        "{path}: {why} (after {frames} frames; the frames before were analysed)"
+    ));
+}
+
 impl FileSource {
     /// Open every file. Files that cannot be opened are reported as problems;
     /// it is an error only when none can be opened.
-    pub fn open<P: AsRef<std::path::Path>>(paths: &[P]) -> Result<FileSource, CaptureError> {
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<FileSource, CaptureError> {
         let mut files = Vec::new();
         let mut problems = Vec::new();
         let mut total_bytes = 0;
         let mut first_error = None;
         for p in paths {
             let path = p.as_ref().display().to_string();
-            match Capture::from_file_with_precision(p.as_ref(), Precision::Nano) {
-                Ok(cap) => {
+            match Reader::open(p.as_ref()) {
+                Ok(reader) => {
                     total_bytes += std::fs::metadata(p.as_ref()).map_or(0, |m| m.len());
-                    let link = LinkType::from_dlt(cap.get_datalink().0);
                     files.push(InputFile {
                         path,
-                        cap: Some(cap),
-                        link,
+                        reader,
                         pending: None,
-                        consumed: 24,
                         frames: 0,
                         done: false,
                     });
                 }
-                Err(e) => {
+                Err(reason) => {
                     let err = CaptureError::OpenFile {
                         path: path.clone(),
-                        reason: e.to_string(),
+                        reason,
                     };
                     problems.push(err.to_string());
                     first_error.get_or_insert(err);
@@ -94,68 +165,52 @@ impl FileSource {
     /// Read the next frame of file `i` into its pending slot.
     fn fill(&mut self, i: usize) {
         let f = &mut self.files[i];
-        let Some(cap) = f.cap.as_mut().filter(|_| !f.done) else {
-            f.pending = None;
+        let mut buf = f.pending.take().map(|p| p.data).unwrap_or_default();
+        if f.done {
             return;
-        };
-        match cap.next_packet() {
-            Ok(pkt) => {
-                let ts_ns = header_ts_ns(pkt.header);
-                let wire_len = pkt.header.len;
-                f.consumed += 16 + pkt.data.len() as u64;
-                f.frames += 1;
-                let mut buf = f.pending.take().map(|p| p.data).unwrap_or_default();
+        }
+        match f.reader.next() {
+            Ok(Some(frame)) => {
                 buf.clear();
-                buf.extend_from_slice(pkt.data);
+                buf.extend_from_slice(frame.data);
+                let (ts_ns, wire_len, link) = (frame.ts_ns, frame.wire_len, frame.link);
+                f.frames += 1;
                 f.pending = Some(Pending {
                     ts_ns,
                     wire_len,
+                    link,
                     data: buf,
                 });
             }
-            Err(e) => {
+            Ok(None) => f.done = true,
+            Err(why) => {
                 f.done = true;
-                report_end(&f.path, f.frames, e, &mut self.problems);
-                f.pending = None;
+                report_end(&f.path, f.frames, &why, &mut self.problems);
             }
         }
-    }
-}
-
-/// Record why a file ended, unless it simply reached its end.
-fn report_end(path: &str, frames: u64, e: pcap::Error, problems: &mut Vec<String>) {
-    if !matches!(e, pcap::Error::NoMorePackets) {
-        problems.push(format!(
-            "{path}: {e} (after {frames} frames; the frames before were analysed)"
-        ));
     }
 }
 
 impl FrameSource for FileSource {
     fn next_frame(&mut self) -> Next<'_> {
         if self.files.len() == 1 {
-            // One file: hand out libpcap's buffer directly, no copy.
+            // One file: hand out the reader's buffer directly, no copy.
             let f = &mut self.files[0];
             if f.done {
                 return Next::End;
             }
-            let Some(cap) = f.cap.as_mut() else {
-                return Next::End;
-            };
-            return match cap.next_packet() {
-                Ok(pkt) => {
-                    f.consumed += 16 + pkt.data.len() as u64;
+            return match f.reader.next() {
+                Ok(Some(frame)) => {
                     f.frames += 1;
-                    Next::Frame(Frame {
-                        ts_ns: header_ts_ns(pkt.header),
-                        wire_len: pkt.header.len,
-                        data: pkt.data,
-                        link: f.link,
-                    })
+                    Next::Frame(frame)
                 }
-                Err(e) => {
+                Ok(None) => {
                     f.done = true;
-                    report_end(&f.path, f.frames, e, &mut self.problems);
+                    Next::End
+                }
+                Err(why) => {
+                    f.done = true;
+                    report_end(&f.path, f.frames, &why, &mut self.problems);
                     Next::End
                 }
             };
@@ -175,13 +230,12 @@ impl FrameSource for FileSource {
             return Next::End;
         };
         self.refill = Some(i);
-        let f = &self.files[i];
-        match &f.pending {
+        match &self.files[i].pending {
             Some(p) => Next::Frame(Frame {
                 ts_ns: p.ts_ns,
                 wire_len: p.wire_len,
                 data: &p.data,
-                link: f.link,
+                link: p.link,
             }),
             None => Next::End,
         }
@@ -196,7 +250,7 @@ impl FrameSource for FileSource {
     }
 
     fn progress(&self) -> Option<(u64, u64)> {
-        let done = self.files.iter().map(|f| f.consumed).sum();
+        let done = self.files.iter().map(|f| f.reader.consumed()).sum();
         Some((done, self.total_bytes.max(done)))
     }
 }

@@ -1,4 +1,5 @@
-//! Capture sources: capture files and live interfaces, both through libpcap.
+//! Capture sources: live interfaces through libpcap; capture files through
+//! libpcap (pcap) or pcap-parser (pcapng).
 //!
 //! A source yields frames with nanosecond timestamps and their link type; it
 //! never panics on bad input. Problems with a file (corrupt header, truncated
@@ -6,6 +7,7 @@
 
 pub mod file;
 pub mod live;
+pub mod pcapng;
 
 use thiserror::Error;
 

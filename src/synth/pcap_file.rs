@@ -37,6 +37,7 @@ impl Default for FileOptions {
 pub struct CaptureWriter<W: Write> {
     out: W,
     opts: FileOptions,
+    interfaces: u32,
 }
 
 impl<W: Write> CaptureWriter<W> {
@@ -60,21 +61,43 @@ impl<W: Write> CaptureWriter<W> {
                 shb.extend_from_slice(&0u16.to_le_bytes());
                 shb.extend_from_slice(&(-1i64).to_le_bytes());
                 block(&mut out, 0x0a0d_0d0a, &shb)?;
-                // Interface description block, with if_tsresol when nanoseconds.
-                let mut idb = Vec::new();
-                idb.extend_from_slice(&(opts.linktype as u16).to_le_bytes());
-                idb.extend_from_slice(&0u16.to_le_bytes());
-                idb.extend_from_slice(&opts.snaplen.to_le_bytes());
-                if opts.nanos {
-                    idb.extend_from_slice(&9u16.to_le_bytes());
-                    idb.extend_from_slice(&1u16.to_le_bytes());
-                    idb.extend_from_slice(&[9, 0, 0, 0]);
-                    idb.extend_from_slice(&[0, 0, 0, 0]);
-                }
-                block(&mut out, 1, &idb)?;
+                interface_block(&mut out, opts.linktype, opts.snaplen, opts.nanos)?;
             }
         }
-        Ok(CaptureWriter { out, opts })
+        Ok(CaptureWriter {
+            out,
+            opts,
+            interfaces: 1,
+        })
+    }
+
+    /// pcapng only: describe another interface (its own link type and
+    /// timestamp resolution); returns its id for [`CaptureWriter::write_on`].
+    pub fn add_interface(&mut self, linktype: u32, nanos: bool) -> io::Result<u32> {
+        interface_block(&mut self.out, linktype, self.opts.snaplen, nanos)?;
+        self.interfaces += 1;
+        Ok(self.interfaces - 1)
+    }
+
+    /// pcapng only: write a frame captured on interface `iface`, whose
+    /// timestamps are in nanoseconds if `nanos`.
+    pub fn write_on(
+        &mut self,
+        iface: u32,
+        nanos: bool,
+        ts_ns: i64,
+        frame: &[u8],
+    ) -> io::Result<()> {
+        let cap = frame.len().min(self.opts.snaplen as usize);
+        let units = if nanos { ts_ns } else { ts_ns.div_euclid(1000) } as u64;
+        let mut epb = Vec::with_capacity(20 + cap + 3);
+        epb.extend_from_slice(&iface.to_le_bytes());
+        epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(units as u32).to_le_bytes());
+        epb.extend_from_slice(&(cap as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&frame[..cap]);
+        block(&mut self.out, 6, &epb)
     }
 
     /// Write one frame captured at `ts_ns` (nanoseconds since the epoch).
@@ -93,27 +116,33 @@ impl<W: Write> CaptureWriter<W> {
                 self.out.write_all(&orig.to_le_bytes())?;
                 self.out.write_all(data)
             }
-            Format::PcapNg => {
-                let units = if self.opts.nanos {
-                    ts_ns
-                } else {
-                    ts_ns.div_euclid(1000)
-                } as u64;
-                let mut epb = Vec::with_capacity(20 + cap + 3);
-                epb.extend_from_slice(&0u32.to_le_bytes());
-                epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-                epb.extend_from_slice(&(units as u32).to_le_bytes());
-                epb.extend_from_slice(&(cap as u32).to_le_bytes());
-                epb.extend_from_slice(&orig.to_le_bytes());
-                epb.extend_from_slice(data);
-                block(&mut self.out, 6, &epb)
-            }
+            Format::PcapNg => self.write_on(0, self.opts.nanos, ts_ns, frame),
         }
     }
 
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// Interface description block, with if_tsresol = 9 when nanoseconds.
+fn interface_block(
+    out: &mut impl Write,
+    linktype: u32,
+    snaplen: u32,
+    nanos: bool,
+) -> io::Result<()> {
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&(linktype as u16).to_le_bytes());
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&snaplen.to_le_bytes());
+    if nanos {
+        idb.extend_from_slice(&9u16.to_le_bytes());
+        idb.extend_from_slice(&1u16.to_le_bytes());
+        idb.extend_from_slice(&[9, 0, 0, 0]);
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    block(out, 1, &idb)
 }
 
 fn block(out: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
