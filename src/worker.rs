@@ -44,6 +44,37 @@ struct Prepared {
     slot: Option<u32>,
 }
 
+/// Where finished flows go: the worker's totals and, when attached, the
+/// record sink (in chunks).
+struct FinishedFlows {
+    totals: FlowTotals,
+    sink: Option<Sender<Vec<FlowRecord>>>,
+    chunk: Vec<FlowRecord>,
+}
+
+impl FinishedFlows {
+    fn finish(&mut self, flow: &Flow, reason: EndReason) {
+        let record = FlowRecord::from_flow(flow, reason);
+        self.totals.add(&record);
+        if let Some(tx) = &self.sink {
+            self.chunk.push(record);
+            if self.chunk.len() >= RECORD_CHUNK {
+                let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(RECORD_CHUNK));
+                // The sink only goes away on a write error it reports itself.
+                let _ = tx.send(full);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(tx) = &self.sink
+            && !self.chunk.is_empty()
+        {
+            let _ = tx.send(std::mem::take(&mut self.chunk));
+        }
+    }
+}
+
 /// Per-worker flow tracking.
 pub struct Worker {
     prepared: Vec<Prepared>,
@@ -51,9 +82,7 @@ pub struct Worker {
     table: FlowTable,
     fragments: FragmentPorts,
     counters: WorkerCounters,
-    totals: FlowTotals,
-    records: Option<Sender<Vec<FlowRecord>>>,
-    chunk: Vec<FlowRecord>,
+    finished: FinishedFlows,
     now_ns: i64,
 }
 
@@ -70,9 +99,11 @@ impl Worker {
             table: FlowTable::new(max_flows, timeouts, hasher),
             fragments: FragmentPorts::new(65_536),
             counters: WorkerCounters::default(),
-            totals: FlowTotals::default(),
-            records,
-            chunk: Vec::new(),
+            finished: FinishedFlows {
+                totals: FlowTotals::default(),
+                sink: records,
+                chunk: Vec::new(),
+            },
             now_ns: i64::MIN,
         }
     }
@@ -89,9 +120,7 @@ impl Worker {
             table,
             fragments,
             counters,
-            totals,
-            records,
-            chunk,
+            finished,
             ..
         } = self;
         prepared.clear();
@@ -147,23 +176,14 @@ impl Worker {
         for p in prepared.iter_mut() {
             p.slot = table.lookup(p.hash, &p.key);
         }
-        let mut emit = |flow: &Flow, reason: EndReason| {
-            finish_flow(flow, reason, totals, records, chunk);
-        };
+        let mut emit = |flow: &Flow, reason| finished.finish(flow, reason);
         for p in prepared.iter() {
             table.packet_hinted(p.slot, p.hash, &p.key, p.side, &p.facts, &mut emit);
         }
         self.now_ns = self.now_ns.max(batch.now_ns);
-        let now = self.now_ns;
-        let Worker {
-            table,
-            totals,
-            records,
-            chunk,
-            ..
-        } = self;
-        table.expire(now, &mut |flow, reason| {
-            finish_flow(flow, reason, totals, records, chunk)
+        let finished = &mut self.finished;
+        self.table.expire(self.now_ns, &mut |flow, reason| {
+            finished.finish(flow, reason)
         });
         if !batch.items.is_empty() {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -178,45 +198,16 @@ impl Worker {
 
     /// End of capture: finish every flow and report.
     pub fn finish(mut self) -> WorkerReport {
-        let now = self.now_ns;
-        let Worker {
-            table,
-            totals,
-            records,
-            chunk,
-            ..
-        } = &mut self;
-        table.drain(now, &mut |flow, reason| {
-            finish_flow(flow, reason, totals, records, chunk)
+        let finished = &mut self.finished;
+        self.table.drain(self.now_ns, &mut |flow, reason| {
+            finished.finish(flow, reason)
         });
-        if let Some(tx) = &self.records
-            && !self.chunk.is_empty()
-        {
-            let _ = tx.send(std::mem::take(&mut self.chunk));
-        }
+        self.finished.flush();
         WorkerReport {
             counters: self.counters,
             table: self.table.stats,
-            totals: self.totals,
+            totals: self.finished.totals,
             batch_ns: self.batch_ns,
-        }
-    }
-}
-
-fn finish_flow(
-    flow: &Flow,
-    reason: EndReason,
-    totals: &mut FlowTotals,
-    records: &Option<Sender<Vec<FlowRecord>>>,
-    chunk: &mut Vec<FlowRecord>,
-) {
-    let record = FlowRecord::from_flow(flow, reason);
-    totals.add(&record);
-    if let Some(tx) = records {
-        chunk.push(record);
-        if chunk.len() >= RECORD_CHUNK {
-            // The sink only goes away on a write error it reports itself.
-            let _ = tx.send(std::mem::replace(chunk, Vec::with_capacity(RECORD_CHUNK)));
         }
     }
 }

@@ -64,6 +64,18 @@ fn every_shared_capture_is_analysed_without_panic() {
 /// Frames each way per unordered endpoint pair: ((a, b), (frames a→b, frames b→a)) with a < b.
 type ConvTable = BTreeMap<(String, String), (u64, u64)>;
 
+/// Add frames `x_to_y` and `y_to_x` of the pair (x, y) in canonical order.
+fn add_pair(table: &mut ConvTable, x: String, y: String, x_to_y: u64, y_to_x: u64) {
+    let (a, b, ab, ba) = if x <= y {
+        (x, y, x_to_y, y_to_x)
+    } else {
+        (y, x, y_to_x, x_to_y)
+    };
+    let e = table.entry((a, b)).or_default();
+    e.0 += ab;
+    e.1 += ba;
+}
+
 fn tshark_conversations(file: &Path, kind: &str) -> Option<ConvTable> {
     let out = Command::new("tshark")
         .args(["-n", "-q", "-r"])
@@ -86,15 +98,13 @@ fn tshark_conversations(file: &Path, kind: &str) -> Option<ConvTable> {
         cols.next();
         cols.next();
         let to_right: u64 = cols.next()?.parse().ok()?;
-        let left = left.trim().to_string();
-        let (a, b, ab, ba) = if left <= right {
-            (left, right, to_right, to_left)
-        } else {
-            (right, left, to_left, to_right)
-        };
-        let e = table.entry((a, b)).or_default();
-        e.0 += ab;
-        e.1 += ba;
+        add_pair(
+            &mut table,
+            left.trim().to_string(),
+            right,
+            to_right,
+            to_left,
+        );
     }
     Some(table)
 }
@@ -111,14 +121,7 @@ fn segwatch_conversations(file: &Path, proto: &str) -> ConvTable {
         let dst = ep(r["dst_ip"].as_str().unwrap_or(""), &r["dst_port"]);
         let fwd = r["packets_fwd"].as_u64().unwrap_or(0);
         let rev = r["packets_rev"].as_u64().unwrap_or(0);
-        let (a, b, ab, ba) = if src <= dst {
-            (src, dst, fwd, rev)
-        } else {
-            (dst, src, rev, fwd)
-        };
-        let e = table.entry((a, b)).or_default();
-        e.0 += ab;
-        e.1 += ba;
+        add_pair(&mut table, src, dst, fwd, rev);
     }
     table
 }
