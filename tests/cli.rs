@@ -84,36 +84,40 @@ fn analyze_the_bundled_sample_with_its_config() {
     assert!(!dir.path().join("flows.jsonl.partial").exists());
 }
 
+/// `segwatch ARGS --help` mentions every one of `needles`.
+fn assert_help_lists(args: &[&str], needles: &[&str]) {
+    let mut argv = args.to_vec();
+    argv.push("--help");
+    let help = text(&segwatch(&argv).stdout);
+    for n in needles {
+        assert!(help.contains(n), "{args:?} help lacks {n}: {help}");
+    }
+}
+
 #[test]
 fn help_lists_every_subcommand() {
-    let out = segwatch(&["--help"]);
-    let help = text(&out.stdout);
-    for sub in ["analyze", "run", "check-config", "generate"] {
-        assert!(help.contains(sub), "{help}");
-    }
-    let out = segwatch(&["analyze", "--help"]);
-    let help = text(&out.stdout);
-    for opt in [
-        "--config",
-        "--flows",
-        "--workers",
-        "--max-flows",
-        "--summary-json",
-        "Exit status",
-    ] {
-        assert!(help.contains(opt), "{opt}: {help}");
-    }
-    let out = segwatch(&["run", "--help"]);
-    let help = text(&out.stdout);
-    for opt in [
-        "--interface",
-        "--filter",
-        "--snaplen",
-        "--buffer-mib",
-        "--no-promisc",
-    ] {
-        assert!(help.contains(opt), "{opt}: {help}");
-    }
+    assert_help_lists(&[], &["analyze", "run", "check-config", "generate"]);
+    assert_help_lists(
+        &["analyze"],
+        &[
+            "--config",
+            "--flows",
+            "--workers",
+            "--max-flows",
+            "--summary-json",
+            "Exit status",
+        ],
+    );
+    assert_help_lists(
+        &["run"],
+        &[
+            "--interface",
+            "--filter",
+            "--snaplen",
+            "--buffer-mib",
+            "--no-promisc",
+        ],
+    );
 }
 
 #[test]
