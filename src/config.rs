@@ -15,6 +15,8 @@ use toml::Spanned;
 use crate::capture::LiveOptions;
 use crate::flow::Timeouts;
 use crate::pipeline::PipelineConfig;
+use crate::policy::SharedPolicy;
+use crate::policy::load::{Locator, RawParts, RawPolicy, RawRule, RawZone, Warning};
 
 /// A configuration error a user can fix.
 #[derive(Debug, Error)]
@@ -40,6 +42,12 @@ struct RawConfig {
     pipeline: RawPipeline,
     #[serde(default)]
     flows: RawFlows,
+    #[serde(default)]
+    zone: Vec<Spanned<RawZone>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    policy: RawPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +90,14 @@ struct RawTimeouts {
 }
 
 /// Validated configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub capture: LiveOptions,
     pub pipeline: PipelineConfig,
+    /// The segmentation policy (empty when the file declares no zones).
+    pub policy: SharedPolicy,
+    /// Legal but suspicious parts of the policy, by line.
+    pub warnings: Vec<Warning>,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
 }
@@ -182,9 +194,23 @@ impl Config {
                 secs(&t.other, "flows.timeouts.other", 60)?,
             ),
         };
+        let line_of = |offset: usize| line_col(text, offset).0;
+        let (policy, warnings) = crate::policy::load::build(
+            RawParts {
+                zones: raw.zone,
+                rules: raw.rule,
+                policy: raw.policy,
+            },
+            &Locator {
+                invalid: &invalid,
+                line_of: &line_of,
+            },
+        )?;
         Ok(Config {
             capture,
             pipeline,
+            policy: std::sync::Arc::new(policy),
+            warnings,
             source: Some(path.to_path_buf()),
         })
     }

@@ -92,6 +92,14 @@ struct CommonArgs {
     /// Write finished flows as JSON lines to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
     flows: Option<PathBuf>,
+    /// Write segmentation violations as JSON lines to PATH ("-" for stdout);
+    /// needs a config with zones.
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
+    /// Write the PCI scope evidence report (HTML and JSON) into DIR; needs a
+    /// config with zones.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// Write the run summary as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
@@ -170,8 +178,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(a) => analyze(a),
         Command::Run(r) => run_live(r),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: valid", file.display());
+            Ok(cfg) => {
+                print!("{}", explain_config(&file, &cfg));
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -183,11 +191,90 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// What `check-config` prints for a valid file: warnings first, then what
+/// the policy says in short.
+fn explain_config(file: &Path, cfg: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for w in &cfg.warnings {
+        let _ = writeln!(out, "{}:{}: warning: {}", file.display(), w.line, w.message);
+    }
+    let p = &cfg.policy;
+    let _ = writeln!(
+        out,
+        "{}: valid ({} warning{})",
+        file.display(),
+        cfg.warnings.len(),
+        if cfg.warnings.len() == 1 { "" } else { "s" }
+    );
+    if p.is_empty() {
+        let _ = writeln!(out, "  no zones: flows are tracked but not judged");
+        return out;
+    }
+    let _ = writeln!(out, "  zones:");
+    for z in &p.zones {
+        let nets: Vec<String> = z.cidrs.iter().map(ToString::to_string).collect();
+        let vlans: Vec<String> = z.vlans.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "    {:<16} {:<12} {}{}{}",
+            z.name,
+            z.pci.as_str(),
+            if z.implicit {
+                "(addresses in no zone)".to_string()
+            } else {
+                nets.join(" ")
+            },
+            if vlans.is_empty() { "" } else { " vlans " },
+            vlans.join(",")
+        );
+    }
+    let side = |s: &segwatch::policy::ZoneSet| match s {
+        segwatch::policy::ZoneSet::Any => "any".to_string(),
+        segwatch::policy::ZoneSet::Some(ids) => ids
+            .iter()
+            .map(|&i| p.zone(i).name.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
+    };
+    let _ = writeln!(out, "  rules (first match wins):");
+    for r in &p.rules {
+        let _ = writeln!(
+            out,
+            "    line {:<4} {:<5} {} -> {} {}  {}",
+            r.line,
+            format!("{:?}", r.action).to_lowercase(),
+            side(&r.from),
+            side(&r.to),
+            r.describe_service(),
+            r.name
+        );
+    }
+    let d = &p.defaults;
+    let _ = writeln!(
+        out,
+        "  otherwise: {} between zones, {} within a zone",
+        format!("{:?}", d.between_zones).to_lowercase(),
+        format!("{:?}", d.within_zone).to_lowercase()
+    );
+    out
+}
+
 fn load_config(common: &CommonArgs) -> Result<Config> {
     let mut cfg = match &common.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if (common.events.is_some() || common.report.is_some()) && cfg.policy.is_empty() {
+        anyhow::bail!(
+            "--events and --report need a segmentation policy: pass --config FILE with [[zone]] and [[rule]] sections (see configs/segwatch.example.toml)"
+        );
+    }
+    for w in &cfg.warnings {
+        if let Some(src) = &cfg.source {
+            tracing::warn!("{}:{}: {}", src.display(), w.line, w.message);
+        }
+    }
     if let Some(w) = common.workers {
         cfg.pipeline.workers = if w == 0 {
             segwatch::pipeline::PipelineConfig::default_workers()
@@ -223,6 +310,8 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let hooks = RunHooks {
         stop: None,
         progress: bar.as_ref().map(|_| &progress as &dyn Fn(u64, u64)),
+        policy: Some(cfg.policy.clone()),
+        events: a.common.events.as_deref(),
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, a.common.flows.as_deref(), hooks)?;
     if let Some(b) = &bar {
@@ -267,6 +356,8 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     let hooks = RunHooks {
         stop: Some(&stop),
         progress: None,
+        policy: Some(cfg.policy.clone()),
+        events: r.common.events.as_deref(),
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;

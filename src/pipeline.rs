@@ -3,12 +3,13 @@
 //! each worker owns its flow table; an optional sink thread writes flow records.
 //!
 //! ```text
-//! source ─► decode ─► Dispatcher ══batches══► Worker 0..N ══records══► FlowWriter
+//! source ─► decode ─► Dispatcher ══batches══► Worker 0..N ══records══► JsonLinesWriter
 //!                          ▲                      │
 //!                          └──── emptied batches ─┘
 //! ```
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,12 @@ use crate::capture::{FrameSource, Next};
 use crate::decode::DecodeProblem;
 use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
 use crate::flow::Timeouts;
-use crate::sink::flows::FlowWriter;
+use crate::policy::SharedPolicy;
+use crate::segmentation::SegTally;
+use crate::sink::events::EventReport;
+use crate::sink::jsonl::JsonLinesWriter;
 use crate::summary::RunSummary;
+use crate::worker::Judge;
 use crate::worker::{Worker, WorkerReport};
 
 /// Pipeline settings (validated; see `config` for the file form).
@@ -68,17 +73,33 @@ impl Default for PipelineConfig {
 pub enum PipelineError {
     #[error("cannot write flow records: {0}")]
     FlowOutput(std::io::Error),
+    #[error("cannot write events: {0}")]
+    EventOutput(std::io::Error),
     #[error("a worker thread failed: {0}")]
     Worker(String),
 }
 
-/// Optional hooks for the caller.
+/// Optional hooks for the caller: control, and what to do with finished
+/// flows besides counting them.
 #[derive(Default)]
 pub struct RunHooks<'a> {
     /// Set to stop reading (signal handlers).
     pub stop: Option<&'a AtomicBool>,
     /// Called now and then with (bytes done, bytes total) for file sources.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+    /// Judge every finished flow against this policy (ignored when it
+    /// declares no zones).
+    pub policy: Option<SharedPolicy>,
+    /// Write segmentation violation events as JSON lines here ("-": stdout).
+    pub events: Option<&'a Path>,
+}
+
+/// What segmentation checking found in a run.
+#[derive(Clone, Debug)]
+pub struct SegmentationResult {
+    pub policy: SharedPolicy,
+    pub tally: SegTally,
+    pub events: Arc<EventReport>,
 }
 
 /// Run the pipeline over a source until it ends or `hooks.stop` is set.
@@ -92,9 +113,19 @@ pub fn run(
     let workers = cfg.workers.max(1);
     let live = source.is_live();
     let writer = flows_out
-        .map(|p| FlowWriter::create(p, !live))
+        .map(|p| JsonLinesWriter::create(p, !live))
         .transpose()
         .map_err(PipelineError::FlowOutput)?;
+    let policy = hooks.policy.clone().filter(|p| !p.is_empty());
+    let event_writer = match (&policy, hooks.events) {
+        (Some(_), Some(p)) => {
+            Some(JsonLinesWriter::create(p, !live).map_err(PipelineError::EventOutput)?)
+        }
+        _ => None,
+    };
+    // A window of violations stays open until the longest-lived kind of
+    // flow that started in it has had time to end.
+    let hold_ns = cfg.timeouts.ns.iter().copied().max().unwrap_or(0);
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
     let mut summary = RunSummary {
@@ -103,9 +134,15 @@ pub fn run(
         ..RunSummary::default()
     };
 
-    let (reports, dispatch_stats, write_result) = std::thread::scope(|scope| {
+    let (reports, dispatch_stats, write_result, event_result) = std::thread::scope(|scope| {
         let (record_tx, record_rx) = bounded(64);
         let sink = writer.map(|w| scope.spawn(move || w.drain(record_rx)));
+        let (violation_tx, violation_rx) = bounded(256);
+        let event_sink = policy.clone().map(|p| {
+            scope.spawn(move || {
+                crate::sink::events::run(violation_rx, p, hold_ns, event_writer, live)
+            })
+        });
         let (recycle_tx, recycle_rx) = unbounded();
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -114,12 +151,14 @@ pub fn run(
             senders.push(tx);
             let recycle = recycle_tx.clone();
             let records = sink.is_some().then(|| record_tx.clone());
+            let judge = policy.clone().map(|p| Judge::new(p, violation_tx.clone()));
             let hasher = hasher.clone();
             let timeouts = cfg.timeouts;
             let handle = std::thread::Builder::new()
                 .name(format!("segwatch-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    let mut worker = Worker::new(per_worker_flows, timeouts, hasher, records);
+                    let mut worker =
+                        Worker::new(per_worker_flows, timeouts, hasher, records, judge);
                     for batch in rx {
                         worker.process(&batch);
                         // The reader may have finished; then the batch is simply freed.
@@ -130,6 +169,7 @@ pub fn run(
             handles.push(handle);
         }
         drop(record_tx);
+        drop(violation_tx);
         drop(recycle_tx);
 
         let mut dispatcher = Dispatcher::new(
@@ -164,23 +204,35 @@ pub fn run(
             s.join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("flow writer panicked")))
         });
+        let event_result = event_sink.map(|s| {
+            s.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("event sink panicked")))
+        });
         match failure {
             Some(f) => Err(PipelineError::Worker(f)),
-            None => Ok((reports, dispatch_stats, write_result)),
+            None => Ok((reports, dispatch_stats, write_result, event_result)),
         }
     })?;
 
     if let Some(r) = write_result {
         r.map_err(PipelineError::FlowOutput)?;
     }
+    let events = event_result
+        .transpose()
+        .map_err(PipelineError::EventOutput)?;
+    let mut tally = policy.as_ref().map(|p| SegTally::new(p));
     summary.dispatch = dispatch_stats;
     for WorkerReport {
         counters,
         table,
         totals,
         batch_ns,
+        segmentation,
     } in reports
     {
+        if let (Some(t), Some(s)) = (&mut tally, segmentation) {
+            t.merge(s);
+        }
         // Same bounds on every worker: adding cannot fail.
         let _ = summary.batch_ns.add(&batch_ns);
         summary.worker.merge(counters);
@@ -207,11 +259,20 @@ pub fn run(
     summary.capture.file_problems = source.problems();
     summary.capture.truncated_frames = summary.worker.truncated_frames;
     summary.capture.fragments_attributed = summary.worker.fragments_attributed;
+    if let (Some(policy), Some(tally), Some(events)) = (policy, tally, events) {
+        summary.segmentation = Some(SegmentationResult {
+            policy,
+            tally,
+            events: Arc::new(events),
+        });
+    }
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-fn wall_clock_ns() -> i64 {
+/// Wall-clock time in nanoseconds since the epoch (live capture's stand-in
+/// for packet time when the wire is quiet).
+pub fn wall_clock_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

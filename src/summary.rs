@@ -180,6 +180,8 @@ pub struct RunSummary {
     pub worker: WorkerCounters,
     pub table: TableStats,
     pub flows: FlowTotals,
+    /// Segmentation checking, when a policy with zones was loaded.
+    pub segmentation: Option<crate::pipeline::SegmentationResult>,
     pub elapsed_secs: f64,
 }
 
@@ -194,6 +196,7 @@ impl Default for RunSummary {
             worker: WorkerCounters::default(),
             table: TableStats::default(),
             flows: FlowTotals::default(),
+            segmentation: None,
             elapsed_secs: 0.0,
         }
     }
@@ -257,6 +260,17 @@ impl RunSummary {
             "top_talkers": top,
             "untracked_hosts": self.flows.untracked_hosts,
             "batch_processing_us": self.batch_latency_us().map(|(p50, p99, max)| serde_json::json!({"p50": p50, "p99": p99, "max": max})),
+            "segmentation": self.segmentation.as_ref().map(|s| {
+                let st = &s.events.stats;
+                serde_json::json!({
+                    "flows_judged": s.tally.judged,
+                    "flows_not_judged": s.tally.not_judged,
+                    "denied_flows": st.violations,
+                    "events": st.events,
+                    "aggregate_events": st.aggregates,
+                    "events_by_severity": crate::segmentation::Severity::ALL.iter().map(|v| (v.as_str(), st.by_severity[*v as usize])).collect::<BTreeMap<_, _>>(),
+                })
+            }),
             "elapsed_seconds": self.elapsed_secs,
             "packets_per_second": self.packets_per_sec(),
         })
@@ -387,6 +401,20 @@ impl fmt::Display for RunSummary {
         }
         for p in &c.file_problems {
             writeln!(f, "  input problem    {p}")?;
+        }
+        if let Some(s) = &self.segmentation {
+            let st = &s.events.stats;
+            writeln!(
+                f,
+                "  segmentation     {} flows judged, {} denied by the policy, {} events",
+                s.tally.judged, st.violations, st.events
+            )?;
+            let sev: Vec<String> = crate::segmentation::Severity::ALL
+                .iter()
+                .rev()
+                .map(|v| format!("{} {}", st.by_severity[*v as usize], v.as_str()))
+                .collect();
+            writeln!(f, "    by severity    {}", sev.join(", "))?;
         }
         Ok(())
     }

@@ -14,6 +14,8 @@ use crate::dispatch::fragments::FragmentPorts;
 use crate::flow::TableStats;
 use crate::flow::state::IcmpError;
 use crate::flow::{EndReason, Flow, FlowKey, FlowRecord, FlowTable, PacketFacts, Timeouts};
+use crate::policy::SharedPolicy;
+use crate::segmentation::{SegTally, Violation};
 use crate::summary::{FlowTotals, WorkerCounters};
 
 /// Records are sent to the sink in chunks of this many.
@@ -27,6 +29,8 @@ pub struct WorkerReport {
     pub totals: FlowTotals,
     /// Time to process one batch, in nanoseconds.
     pub batch_ns: Histogram<u64>,
+    /// Segmentation tallies, when a policy was loaded.
+    pub segmentation: Option<SegTally>,
 }
 
 /// A histogram of batch processing times: 1 µs to 100 s at 3 significant digits.
@@ -44,10 +48,47 @@ struct Prepared {
     slot: Option<u32>,
 }
 
-/// Where finished flows go: the worker's totals and, when attached, the
-/// record sink (in chunks).
+/// Segmentation checking on a worker: the policy, the tallies, and denied
+/// flows on their way to the event sink (in chunks).
+pub struct Judge {
+    policy: SharedPolicy,
+    tally: SegTally,
+    sink: Sender<Vec<Violation>>,
+    chunk: Vec<Violation>,
+}
+
+impl Judge {
+    pub fn new(policy: SharedPolicy, sink: Sender<Vec<Violation>>) -> Judge {
+        Judge {
+            tally: SegTally::new(&policy),
+            policy,
+            sink,
+            chunk: Vec::new(),
+        }
+    }
+
+    fn judge(&mut self, record: &FlowRecord) {
+        if let Some(v) = self.tally.judge(&self.policy, record) {
+            self.chunk.push(v);
+            if self.chunk.len() >= RECORD_CHUNK {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.chunk.is_empty() {
+            // The event sink only goes away on a write error it reports itself.
+            let _ = self.sink.send(std::mem::take(&mut self.chunk));
+        }
+    }
+}
+
+/// Where finished flows go: the worker's totals, the segmentation judge and,
+/// when attached, the record sink (in chunks).
 struct FinishedFlows {
     totals: FlowTotals,
+    judge: Option<Judge>,
     sink: Option<Sender<Vec<FlowRecord>>>,
     chunk: Vec<FlowRecord>,
 }
@@ -56,6 +97,9 @@ impl FinishedFlows {
     fn finish(&mut self, flow: &Flow, reason: EndReason) {
         let record = FlowRecord::from_flow(flow, reason);
         self.totals.add(&record);
+        if let Some(j) = &mut self.judge {
+            j.judge(&record);
+        }
         if let Some(tx) = &self.sink {
             self.chunk.push(record);
             if self.chunk.len() >= RECORD_CHUNK {
@@ -66,7 +110,12 @@ impl FinishedFlows {
         }
     }
 
+    /// Hand over what is pending: at the end of a batch (so violations reach
+    /// the event sink promptly) and at the end of the run.
     fn flush(&mut self) {
+        if let Some(j) = &mut self.judge {
+            j.flush();
+        }
         if let Some(tx) = &self.sink
             && !self.chunk.is_empty()
         {
@@ -92,6 +141,7 @@ impl Worker {
         timeouts: Timeouts,
         hasher: ahash::RandomState,
         records: Option<Sender<Vec<FlowRecord>>>,
+        judge: Option<Judge>,
     ) -> Worker {
         Worker {
             prepared: Vec::new(),
@@ -101,6 +151,7 @@ impl Worker {
             counters: WorkerCounters::default(),
             finished: FinishedFlows {
                 totals: FlowTotals::default(),
+                judge,
                 sink: records,
                 chunk: Vec::new(),
             },
@@ -185,6 +236,9 @@ impl Worker {
         self.table.expire(self.now_ns, &mut |flow, reason| {
             finished.finish(flow, reason)
         });
+        if let Some(j) = &mut self.finished.judge {
+            j.flush();
+        }
         if !batch.items.is_empty() {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.batch_ns.saturating_record(ns);
@@ -206,6 +260,7 @@ impl Worker {
         WorkerReport {
             counters: self.counters,
             table: self.table.stats,
+            segmentation: self.finished.judge.map(|j| j.tally),
             totals: self.finished.totals,
             batch_ns: self.batch_ns,
         }

@@ -35,6 +35,16 @@ impl Outcome {
         Outcome::Established,
         Outcome::Closed,
     ];
+    /// Position in [`Outcome::ALL`], for per-outcome counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The connection worked (the responder answered and accepted).
+    pub fn connected(self) -> bool {
+        matches!(self, Outcome::Established | Outcome::Closed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Attempted => "attempted",

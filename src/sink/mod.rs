@@ -1,4 +1,5 @@
-//! Where results leave segwatch: flow records (JSON lines) for now; events,
-//! metrics and reports join here as detectors arrive.
+//! Where results leave segwatch: JSON lines (flow records, events), the
+//! violation event sink, and the PCI scope report.
 
-pub mod flows;
+pub mod events;
+pub mod jsonl;

@@ -1,9 +1,10 @@
-//! Flow records as JSON lines (format: see [`crate::flow::record`]).
+//! JSON lines output, for flow records (format: [`crate::flow::record`]) and
+//! events (format: [`crate::segmentation::violation`]).
 //!
 //! For capture files the output is written to `PATH.partial` and renamed to
 //! `PATH` when the run ends, so a reader never sees a half-written file under
-//! the final name. For live capture records are appended to `PATH` as flows end
-//! and flushed chunk by chunk (follow it with `tail -f`). `-` writes to standard
+//! the final name. For live capture lines are appended to `PATH` as they are
+//! produced and flushed chunk by chunk (follow it with `tail -f`). `-` writes to standard
 //! output; a closed pipe (`| head`) ends the output quietly.
 
 use std::fs::File;
@@ -14,8 +15,8 @@ use crossbeam_channel::Receiver;
 
 use crate::flow::FlowRecord;
 
-/// Where flow records go.
-pub struct FlowWriter {
+/// Where JSON lines go.
+pub struct JsonLinesWriter {
     out: Box<dyn Write + Send>,
     /// (temporary, final) names for an atomic file.
     tmp: Option<(PathBuf, PathBuf)>,
@@ -26,10 +27,10 @@ pub struct FlowWriter {
     pub written: u64,
 }
 
-impl FlowWriter {
+impl JsonLinesWriter {
     /// Write to `path`; `atomic` = via a temporary name renamed at the end
     /// (capture files), otherwise appended and flushed as flows end (live).
-    pub fn create(path: &Path, atomic: bool) -> io::Result<FlowWriter> {
+    pub fn create(path: &Path, atomic: bool) -> io::Result<JsonLinesWriter> {
         let cannot = |p: &Path, e: io::Error| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", p.display()))
         };
@@ -52,7 +53,7 @@ impl FlowWriter {
                 .map_err(|e| cannot(path, e))?;
             (Box::new(BufWriter::with_capacity(1 << 16, file)), None)
         };
-        Ok(FlowWriter {
+        Ok(JsonLinesWriter {
             out,
             tmp,
             streaming: !atomic,
@@ -61,7 +62,7 @@ impl FlowWriter {
         })
     }
 
-    pub fn write(&mut self, r: &FlowRecord) -> io::Result<()> {
+    pub fn write<T: serde::Serialize>(&mut self, r: &T) -> io::Result<()> {
         if self.closed {
             return Ok(());
         }
@@ -95,16 +96,22 @@ impl FlowWriter {
         Ok(self.written)
     }
 
-    /// Write every chunk received until all senders are gone.
+    /// End of a chunk: live output is flushed so followers see it.
+    pub fn chunk_done(&mut self) -> io::Result<()> {
+        if self.streaming && !self.closed {
+            let flushed = self.out.flush();
+            self.quiet_on_closed_pipe(flushed)?;
+        }
+        Ok(())
+    }
+
+    /// Write every chunk of flow records received until all senders are gone.
     pub fn drain(mut self, rx: Receiver<Vec<FlowRecord>>) -> io::Result<u64> {
         for chunk in rx {
             for r in &chunk {
                 self.write(r)?;
             }
-            if self.streaming && !self.closed {
-                let flushed = self.out.flush();
-                self.quiet_on_closed_pipe(flushed)?;
-            }
+            self.chunk_done()?;
         }
         self.finish()
     }
