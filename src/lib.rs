@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod flow;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod segmentation;
 pub mod sink;
 pub mod summary;

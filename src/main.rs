@@ -37,7 +37,11 @@ enum Command {
     /// Capture live on an interface until SIGINT or SIGTERM, then flush every
     /// flow and print the summary.
     Run(RunArgs),
-    /// Validate a configuration file; exit 0 when valid, 1 when not.
+    /// Write the PCI scope evidence report (HTML and JSON) for capture files:
+    /// the same as `analyze FILE... --config C --report DIR --quiet`.
+    Report(ReportArgs),
+    /// Validate a configuration file and explain its policy; exit 0 when
+    /// valid (warnings are printed), 1 when not.
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
@@ -127,6 +131,22 @@ struct AnalyzeArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReportArgs {
+    /// Capture files to read.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// TOML configuration with the segmentation policy.
+    #[arg(short, long, required = true)]
+    config: PathBuf,
+    /// Directory for pci-report.html and pci-report.json (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    out: PathBuf,
+    /// Also write the violation events as JSON lines to PATH.
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 struct RunArgs {
     /// Interface to capture on (overrides capture.interface in the config).
     #[arg(short, long)]
@@ -177,6 +197,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(a) => analyze(a),
         Command::Run(r) => run_live(r),
+        Command::Report(r) => analyze(AnalyzeArgs {
+            files: r.files,
+            common: CommonArgs {
+                config: Some(r.config),
+                flows: None,
+                events: r.events,
+                report: Some(r.out),
+                summary_json: None,
+                workers: None,
+                max_flows: None,
+                quiet: true,
+            },
+            no_progress: false,
+        }),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
                 print!("{}", explain_config(&file, &cfg));
@@ -369,6 +403,15 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
 }
 
 fn report(summary: &RunSummary, common: &CommonArgs) -> Result<()> {
+    if let (Some(dir), Some(seg)) = (&common.report, &summary.segmentation) {
+        let r = segwatch::report::PciReport::build(summary, seg, common.config.as_deref());
+        r.write(dir)
+            .with_context(|| format!("cannot write the report into {}", dir.display()))?;
+        eprintln!(
+            "report: {}",
+            dir.join(segwatch::report::HTML_NAME).display()
+        );
+    }
     if !common.quiet {
         use std::io::Write;
         // A closed pipe (`| head`) is not an error worth a message.
@@ -379,18 +422,8 @@ fn report(summary: &RunSummary, common: &CommonArgs) -> Result<()> {
         }
     }
     if let Some(p) = &common.summary_json {
-        write_atomic(p, &serde_json::to_vec_pretty(&summary.to_json())?)?;
+        segwatch::sink::write_atomic(p, &serde_json::to_vec_pretty(&summary.to_json())?)?;
     }
-    Ok(())
-}
-
-/// Write a file via a temporary name and rename, so it is whole or absent.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
     Ok(())
 }
 

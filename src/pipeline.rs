@@ -130,6 +130,7 @@ pub fn run(
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
     let mut summary = RunSummary {
         workers,
+        live,
         batch_size: cfg.batch_size.max(1),
         ..RunSummary::default()
     };

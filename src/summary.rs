@@ -175,6 +175,8 @@ pub struct RunSummary {
     pub capture: CaptureTotals,
     pub dispatch: DispatchStats,
     pub workers: usize,
+    /// Live capture (drop counters are meaningful), not files.
+    pub live: bool,
     /// Packets per batch the run used.
     pub batch_size: usize,
     pub worker: WorkerCounters,
@@ -192,6 +194,7 @@ impl Default for RunSummary {
             capture: CaptureTotals::default(),
             dispatch: DispatchStats::default(),
             workers: 0,
+            live: false,
             batch_size: 0,
             worker: WorkerCounters::default(),
             table: TableStats::default(),
