@@ -96,7 +96,11 @@ fn assert_help_lists(args: &[&str], needles: &[&str]) {
 
 #[test]
 fn help_lists_every_subcommand() {
-    assert_help_lists(&[], &["analyze", "run", "check-config", "generate"]);
+    assert_help_lists(
+        &[],
+        &["analyze", "run", "report", "check-config", "generate"],
+    );
+    assert_help_lists(&["report"], &["--config", "--out", "--events"]);
     assert_help_lists(
         &["analyze"],
         &[
@@ -105,6 +109,8 @@ fn help_lists_every_subcommand() {
             "--workers",
             "--max-flows",
             "--summary-json",
+            "--events",
+            "--report",
             "Exit status",
         ],
     );
@@ -209,4 +215,101 @@ fn generated_sample_matches_the_bundled_one() {
         std::fs::read(repo("configs/sample/office.pcap")).expect("bundled"),
         "regenerate with: segwatch generate sample --out configs/sample/office.pcap"
     );
+}
+
+#[test]
+fn check_config_explains_the_policy_and_its_warnings() {
+    let out = segwatch(&[
+        "check-config",
+        repo("configs/sample/segwatch.toml")
+            .to_str()
+            .unwrap_or_default(),
+    ]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    for needle in [
+        "valid (0 warnings)",
+        "cde              cde          10.20.0.0/24 vlans 20",
+        "allow dmz -> cde tcp/8443  shop-to-payment-api",
+        "otherwise: deny between zones, allow within a zone",
+    ] {
+        assert!(s.contains(needle), "missing {needle:?} in\n{s}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("policy.toml");
+    std::fs::write(
+        &cfg,
+        "[[zone]]\nname = \"a\"\ncidrs = [\"10.0.0.0/24\"]\n[[zone]]\nname = \"b\"\ncidrs = [\"10.0.1.0/24\"]\n[[rule]]\nfrom = \"a\"\nto = \"b\"\n",
+    )
+    .expect("write");
+    let out = segwatch(&["check-config", cfg.to_str().unwrap_or_default()]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("policy.toml:7: warning: rule \"rule-1\" allows traffic without a `why`"),
+        "{s}"
+    );
+    assert!(s.contains("valid (1 warning)"), "{s}");
+    std::fs::write(&cfg, "[[zone]]\nname = \"a\"\ncidrs = [\"10.0.0.0/33\"]\n").expect("write");
+    let out = segwatch(&["check-config", cfg.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("policy.toml:3:10:") && e.contains("not a CIDR") && e.contains("fix:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn events_and_report_need_a_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("ev.jsonl");
+    let sample = repo("configs/sample/office.pcap");
+    let out = segwatch(&[
+        "analyze",
+        sample.to_str().unwrap_or_default(),
+        "--events",
+        ev.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("need a segmentation policy"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = segwatch(&[
+        "analyze",
+        sample.to_str().unwrap_or_default(),
+        "-q",
+        "--config",
+        repo("configs/sample/segwatch.toml")
+            .to_str()
+            .unwrap_or_default(),
+        "--events",
+        ev.to_str().unwrap_or_default(),
+        "--report",
+        dir.path().join("rep").to_str().unwrap_or_default(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&ev)
+        .expect("events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let critical: Vec<_> = events
+        .iter()
+        .filter(|e| e["severity"] == "critical")
+        .collect();
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    assert_eq!(critical[0]["src_ip"], "10.10.1.23");
+    assert_eq!(critical[0]["dst_port"], 5432);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("rep/pci-report.json")).expect("report json"),
+    )
+    .expect("json");
+    assert_eq!(
+        report["violations"].as_array().map(Vec::len),
+        Some(events.len())
+    );
+    assert!(!dir.path().join("rep/pci-report.json.partial").exists());
 }
