@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end throughput of `segwatch analyze` against plain reads of the same
 # file in the same run: a minimal libpcap loop with the same pcap crate
-# (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`. Prints packets/s
-# and the ratios; each tool runs ROUNDS times, interleaved, best time kept
+# (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`; and segwatch
+# again with a segmentation policy of 1,000 zones and 1,000 rules loaded
+# (judging every flow, writing the events). Prints packets/s and the ratios; each tool runs ROUNDS times, interleaved, best time kept
 # (shared machines are noisy; ratios matter more than absolute figures).
 #
 # Usage: benches/throughput.sh [FILE]      (default: generate bench-data/bench.pcap,
@@ -21,11 +22,13 @@ if [ ! -f "$FILE" ]; then
   $SEGWATCH generate bench --out "$FILE"
 fi
 mkdir -p bench-data
+POLICY=bench-data/policy-1000.toml
+[ -f "$POLICY" ] || $SEGWATCH generate policy --zones 1000 --rules 1000 --out "$POLICY" >/dev/null
 READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
 cat "$FILE" > /dev/null   # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
-best_segwatch=999999 best_pcap=999999 best_tcpdump=999999
+best_segwatch=999999 best_pcap=999999 best_tcpdump=999999 best_policy=999999
 for r in $(seq "$ROUNDS"); do
   t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --summary-json bench-data/summary.json; t1=$(now)
   s=$(echo "$t1 - $t0" | bc -l)
@@ -33,10 +36,13 @@ for r in $(seq "$ROUNDS"); do
   p=$(echo "$t1 - $t0" | bc -l)
   t0=$(now); tcpdump -q -r "$FILE" -w /dev/null 2>/dev/null; t1=$(now)
   d=$(echo "$t1 - $t0" | bc -l)
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --config "$POLICY" --events bench-data/events.jsonl --summary-json bench-data/summary-policy.json; t1=$(now)
+  y=$(echo "$t1 - $t0" | bc -l)
   best_segwatch=$(echo "if ($s < $best_segwatch) $s else $best_segwatch" | bc -l)
+  best_policy=$(echo "if ($y < $best_policy) $y else $best_policy" | bc -l)
   best_pcap=$(echo "if ($p < $best_pcap) $p else $best_pcap" | bc -l)
   best_tcpdump=$(echo "if ($d < $best_tcpdump) $d else $best_tcpdump" | bc -l)
-  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs\n' "$r" "$s" "$p" "$d"
+  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs  segwatch+policy %.3fs\n' "$r" "$s" "$p" "$d" "$y"
 done
 frames=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' bench-data/pcap_read.out)
 flows=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["flows"])')
@@ -45,10 +51,12 @@ rss=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--wo
 echo
 echo "file: $FILE ($frames packets, $flows flows), segwatch workers: $workers, best of $ROUNDS"
 printf '%-22s %10s %14s\n' "" "seconds" "packets/s"
-for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump"; do
+for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy"; do
   name=${row%%:*}; t=${row##*:}
   printf '%-22s %10.3f %14.0f\n' "$name" "$t" "$(echo "$frames / $t" | bc -l)"
 done
 printf 'ratio segwatch / pcap crate read: %.2f\n' "$(echo "$best_pcap / $best_segwatch" | bc -l)"
 printf 'ratio segwatch / tcpdump:         %.2f\n' "$(echo "$best_tcpdump / $best_segwatch" | bc -l)"
+printf 'ratio with policy / without:      %.2f (1,000 zones, 1,000 rules; %s events)\n' \
+  "$(echo "$best_segwatch / $best_policy" | bc -l)" "$(wc -l < bench-data/events.jsonl)"
 echo "segwatch peak RSS: $((rss / 1024)) MiB"

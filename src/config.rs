@@ -194,7 +194,13 @@ impl Config {
                 secs(&t.other, "flows.timeouts.other", 60)?,
             ),
         };
-        let line_of = |offset: usize| line_col(text, offset).0;
+        // Policies can have thousands of entries: index line starts once.
+        let newlines: Vec<usize> = text
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'\n').then_some(i))
+            .collect();
+        let line_of = |offset: usize| newlines.partition_point(|&n| n < offset) + 1;
         let (policy, warnings) = crate::policy::load::build(
             RawParts {
                 zones: raw.zone,

@@ -73,6 +73,19 @@ enum GenerateWhat {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(6..))]
         packets_per_flow: u32,
     },
+    /// A large segmentation policy (for benchmarks): client zones splitting
+    /// 10.0.0.0/8, a CDE of servers, narrow rules and one broad rule.
+    Policy {
+        /// Output TOML file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of zones (one of them the servers' CDE).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=60_000))]
+        zones: u32,
+        /// Number of rules.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rules: u32,
+    },
     /// A SYN flood from random spoofed sources (one half-open flow per SYN).
     Flood {
         /// Output capture file.
@@ -213,7 +226,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
-                print!("{}", explain_config(&file, &cfg));
+                print_out(&explain_config(&file, &cfg))?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -222,6 +235,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Generate { what } => generate(what),
+    }
+}
+
+/// Print to stdout; a reader that closed the pipe (`| head`) is not an error.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -413,13 +435,7 @@ fn report(summary: &RunSummary, common: &CommonArgs) -> Result<()> {
         );
     }
     if !common.quiet {
-        use std::io::Write;
-        // A closed pipe (`| head`) is not an error worth a message.
-        if let Err(e) = write!(std::io::stdout().lock(), "{summary}")
-            && e.kind() != std::io::ErrorKind::BrokenPipe
-        {
-            return Err(e.into());
-        }
+        print_out(&summary.to_string())?;
     }
     if let Some(p) = &common.summary_json {
         segwatch::sink::write_atomic(p, &serde_json::to_vec_pretty(&summary.to_json())?)?;
@@ -454,6 +470,13 @@ fn generate(what: GenerateWhat) -> Result<ExitCode> {
                 w.bytes,
                 out.display()
             );
+        }
+        GenerateWhat::Policy { out, zones, rules } => {
+            segwatch::sink::write_atomic(
+                &out,
+                synth::policy::large_policy(zones, rules).as_bytes(),
+            )?;
+            println!("wrote {zones} zones and {rules} rules to {}", out.display());
         }
         GenerateWhat::Flood { out, packets, rate } => {
             let w = synth::bench::write_syn_flood(&out, packets, rate, synth::office::START_NS)

@@ -140,9 +140,11 @@ pub fn run(
         let sink = writer.map(|w| scope.spawn(move || w.drain(record_rx)));
         let (violation_tx, violation_rx) = bounded(256);
         let event_sink = policy.clone().map(|p| {
-            scope.spawn(move || {
-                crate::sink::events::run(violation_rx, p, hold_ns, event_writer, live)
-            })
+            std::thread::Builder::new()
+                .name("segwatch-events".into())
+                .spawn_scoped(scope, move || {
+                    crate::sink::events::run(violation_rx, p, hold_ns, event_writer, live)
+                })
         });
         let (recycle_tx, recycle_rx) = unbounded();
         let mut senders = Vec::with_capacity(workers);
@@ -205,9 +207,11 @@ pub fn run(
             s.join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("flow writer panicked")))
         });
-        let event_result = event_sink.map(|s| {
-            s.join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("event sink panicked")))
+        let event_result = event_sink.map(|s| match s {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("event sink panicked"))),
+            Err(e) => Err(e),
         });
         match failure {
             Some(f) => Err(PipelineError::Worker(f)),

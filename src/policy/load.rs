@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
+use hashbrown::{HashMap, HashSet};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -186,6 +187,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
     let mut warnings = Vec::new();
     let mut zones: Vec<Zone> = Vec::new();
     let mut zone_lines = Vec::new();
+    let mut zone_index: HashMap<String, usize> = HashMap::new();
     for z in &raw.zones {
         let line = (loc.line_of)(z.span().start);
         let z = z.get_ref();
@@ -202,7 +204,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
                 "use letters, digits, '_', '-' or '.', and not the reserved word \"any\"",
             ));
         }
-        if let Some(i) = zones.iter().position(|o| o.name == name) {
+        if let Some(&i) = zone_index.get(&name) {
             return Err((loc.invalid)(
                 Some(z.name.span()),
                 format!(
@@ -264,6 +266,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
                 ));
             }
         };
+        zone_index.insert(name.clone(), zones.len());
         zones.push(Zone {
             name,
             cidrs,
@@ -287,8 +290,8 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
             "name a zone, for example unzoned = \"external\"",
         ));
     }
-    let unzoned = match zones.iter().position(|z| z.name == unzoned_name) {
-        Some(i) => i,
+    let unzoned = match zone_index.get(&unzoned_name) {
+        Some(&i) => i,
         None => {
             zones.push(Zone {
                 name: unzoned_name.clone(),
@@ -299,6 +302,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
                 implicit: true,
             });
             zone_lines.push(0);
+            zone_index.insert(unzoned_name.clone(), zones.len() - 1);
             zones.len() - 1
         }
     };
@@ -358,6 +362,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
     };
 
     let mut rules = Vec::new();
+    let mut rule_names: HashSet<String> = HashSet::new();
     let mut mentioned = vec![false; zones.len()];
     for (n, r) in raw.rules.iter().enumerate() {
         let line = (loc.line_of)(r.span().start);
@@ -379,7 +384,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
             }
             let mut ids = Vec::new();
             for name in names {
-                let Some(i) = zones.iter().position(|z| z.name == name) else {
+                let Some(&i) = zone_index.get(name) else {
                     let known: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
                     return Err((loc.invalid)(
                         Some(v.span()),
@@ -415,7 +420,7 @@ pub(crate) fn build(raw: RawParts, loc: &Locator) -> Result<(Policy, Vec<Warning
         let name = r.name.as_ref().map_or(format!("rule-{}", n + 1), |s| {
             s.get_ref().trim().to_string()
         });
-        if rules.iter().any(|o: &Rule| o.name == name) {
+        if !rule_names.insert(name.clone()) {
             return Err((loc.invalid)(
                 r.name.as_ref().map(|s| s.span()),
                 format!("rule name \"{name}\" is used twice"),

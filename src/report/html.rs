@@ -289,7 +289,10 @@ fn connected(h: &mut String, r: &PciReport) {
             } else {
                 String::new()
             };
-            let hosts: Vec<String> = svc.cde_hosts.iter().map(ToString::to_string).collect();
+            let mut hosts: Vec<String> = svc.cde_hosts.iter().map(ToString::to_string).collect();
+            if svc.more_cde_hosts {
+                hosts.push("and more".into());
+            }
             let _ = write!(
                 h,
                 "<tr data-host=\"{}\" data-allowed=\"{}\"><td>{host}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td>\

@@ -148,6 +148,8 @@ pub struct ConnectedService {
     pub rule: String,
     pub why: String,
     pub cde_hosts: Vec<IpAddr>,
+    /// More CDE hosts were involved than listed.
+    pub more_cde_hosts: bool,
     pub flows: u64,
     pub bytes: u64,
     pub first_seen: Option<String>,
@@ -383,6 +385,7 @@ impl PciReport {
                         .rule
                         .map_or(String::new(), |i| p.rules[i as usize].why.clone()),
                     cde_hosts: v.cde_hosts.iter().copied().collect(),
+                    more_cde_hosts: v.more_cde_hosts,
                     flows: v.flows,
                     bytes: v.bytes,
                     first_seen,

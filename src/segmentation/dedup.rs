@@ -23,7 +23,6 @@ use super::violation::{
 };
 use crate::flow::Outcome;
 use crate::policy::SharedPolicy;
-use crate::zones::ZoneId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
@@ -163,29 +162,39 @@ impl Deduper {
     }
 
     fn close(&mut self, groups: HashMap<Key, Agg>, out: &mut Vec<ViolationEvent>) {
-        // Group by source, destination zone, protocol and outcome.
-        let mut by_source: BTreeMap<(IpAddr, ZoneId, u8, Outcome), Vec<Agg>> = BTreeMap::new();
-        for (_, a) in groups {
+        // Group by source, destination zone, protocol and outcome; within a
+        // group, by time. One sort, no allocation per group.
+        let mut aggs: Vec<Agg> = groups.into_values().collect();
+        aggs.sort_unstable_by_key(|a| {
             let f = &a.first;
-            by_source
-                .entry((f.src_ip, f.dst_zone, f.proto, f.outcome))
-                .or_default()
-                .push(a);
-        }
+            (
+                f.src_ip, f.dst_zone, f.proto, f.outcome, f.start, f.dst_ip, f.dst_port,
+            )
+        });
         let start = out.len();
-        for (_, mut aggs) in by_source {
-            aggs.sort_by_key(|a| (a.first.start, a.first.dst_ip, a.first.dst_port));
-            let rest = if aggs.len() > self.max_per_source {
-                aggs.split_off(self.max_per_source)
-            } else {
-                Vec::new()
-            };
-            for a in &aggs {
-                out.push(self.event(a));
+        let mut rest = Vec::new();
+        let mut i = 0;
+        while i < aggs.len() {
+            let f = &aggs[i].first;
+            let group = (f.src_ip, f.dst_zone, f.proto, f.outcome);
+            let mut j = i;
+            while j < aggs.len() {
+                let g = &aggs[j].first;
+                if (g.src_ip, g.dst_zone, g.proto, g.outcome) != group {
+                    break;
+                }
+                if j - i < self.max_per_source {
+                    out.push(self.event(&aggs[j]));
+                } else {
+                    rest.push(j);
+                }
+                j += 1;
             }
             if !rest.is_empty() {
-                out.push(self.aggregate(&rest));
+                let folded: Vec<&Agg> = rest.drain(..).map(|k| &aggs[k]).collect();
+                out.push(self.aggregate(&folded));
             }
+            i = j;
         }
         out[start..].sort_by(|a, b| {
             (a.timestamp, a.src_ip, a.dst_ip, a.dst_port).cmp(&(
@@ -248,7 +257,7 @@ impl Deduper {
         }
     }
 
-    fn aggregate(&self, rest: &[Agg]) -> ViolationEvent {
+    fn aggregate(&self, rest: &[&Agg]) -> ViolationEvent {
         let f = &rest[0].first;
         let mut e = self.base(f);
         let mut hosts = BTreeSet::new();

@@ -7,7 +7,9 @@
 pub mod dedup;
 pub mod violation;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use arrayvec::ArrayVec;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
@@ -19,9 +21,10 @@ pub use violation::{Severity, Violation, ViolationEvent};
 
 /// Distinct (host, service) entries kept per worker for the connected-systems
 /// list; past it, entries are only counted.
-pub const CONNECTED_CAP: usize = 100_000;
-/// CDE hosts listed per connected-system entry.
-const CDE_HOSTS_LISTED: usize = 16;
+pub const CONNECTED_CAP: usize = 20_000;
+/// CDE hosts listed per connected-system entry (kept inline: no allocation
+/// per entry).
+pub const CDE_HOSTS_LISTED: usize = 4;
 
 /// First and last time something was seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,8 +118,10 @@ pub struct ConnectedTally {
     pub flows: u64,
     pub bytes: u64,
     pub seen: Seen,
-    /// CDE hosts involved (the first few).
-    pub cde_hosts: BTreeSet<IpAddr>,
+    /// CDE hosts involved (the first few, in order of appearance).
+    pub cde_hosts: ArrayVec<IpAddr, CDE_HOSTS_LISTED>,
+    /// Further distinct CDE hosts not listed (approximate after merging).
+    pub more_cde_hosts: bool,
 }
 
 /// Everything segmentation checking counted; per worker, merged at the end.
@@ -172,10 +177,9 @@ impl SegTally {
             a.flows += b.flows;
             a.bytes += b.bytes;
             a.seen.merge(b.seen);
+            a.more_cde_hosts |= b.more_cde_hosts;
             for h in b.cde_hosts {
-                if a.cde_hosts.len() < CDE_HOSTS_LISTED {
-                    a.cde_hosts.insert(h);
-                }
+                a.add_cde_host(h);
             }
         }
         self.connected_untracked += o.connected_untracked;
@@ -260,8 +264,12 @@ impl ConnectedTally {
         self.flows += 1;
         self.bytes += r.bytes();
         self.seen.add(r.start, r.end);
-        if self.cde_hosts.len() < CDE_HOSTS_LISTED {
-            self.cde_hosts.insert(cde_host);
+        self.add_cde_host(cde_host);
+    }
+
+    fn add_cde_host(&mut self, h: IpAddr) {
+        if !self.cde_hosts.contains(&h) && self.cde_hosts.try_push(h).is_err() {
+            self.more_cde_hosts = true;
         }
     }
 }

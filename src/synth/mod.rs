@@ -6,6 +6,7 @@ pub mod bench;
 pub mod frame;
 pub mod office;
 pub mod pcap_file;
+pub mod policy;
 pub mod trace;
 
 /// SplitMix64: a tiny deterministic generator, so generated captures are the
