@@ -286,7 +286,7 @@ impl Policy {
     }
 
     /// Judge a finished flow; `None` for link-local traffic when not judged.
-    pub fn judge(&self, r: &FlowRecord) -> Option<Judgement> {
+    pub fn judge<'a>(&'a self, r: &FlowRecord) -> Option<Judgement> {
         if !self.defaults.judge_link_local && is_link_local_traffic(r.src_ip, r.dst_ip) {
             return None;
         }
@@ -294,10 +294,14 @@ impl Policy {
         let vlan = r.inner_vlan.or(r.vlan);
         let src_zone = self.zone_of(r.src_ip, vlan);
         let dst_zone = self.zone_of(r.dst_ip, vlan);
+        // Skip probing maps that are empty (common: few `any` rules).
+        let probe = |m: &'a HashMap<ZoneId, Vec<u32>>, z: ZoneId| {
+            if m.is_empty() { None } else { m.get(&z) }
+        };
         let lists = [
             self.pair.get(&(src_zone, dst_zone)),
-            self.from_any.get(&dst_zone),
-            self.to_any.get(&src_zone),
+            probe(&self.from_any, dst_zone),
+            probe(&self.to_any, src_zone),
             Some(&self.any_any),
         ];
         let rule = lists
