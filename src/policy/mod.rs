@@ -286,14 +286,25 @@ impl Policy {
     }
 
     /// Judge a finished flow; `None` for link-local traffic when not judged.
-    pub fn judge<'a>(&'a self, r: &FlowRecord) -> Option<Judgement> {
+    pub fn judge(&self, r: &FlowRecord) -> Option<Judgement> {
+        self.zones_of(r).map(|(s, d)| self.decide(r, s, d))
+    }
+
+    /// The (source, destination) zones of a flow, or `None` for link-local
+    /// traffic when it is not judged. Split from [`Policy::decide`] so a
+    /// batch of flows can have all its lookups done first: their cache
+    /// misses then overlap.
+    pub fn zones_of(&self, r: &FlowRecord) -> Option<(ZoneId, ZoneId)> {
         if !self.defaults.judge_link_local && is_link_local_traffic(r.src_ip, r.dst_ip) {
             return None;
         }
         // The innermost tag names the customer network on QinQ links.
         let vlan = r.inner_vlan.or(r.vlan);
-        let src_zone = self.zone_of(r.src_ip, vlan);
-        let dst_zone = self.zone_of(r.dst_ip, vlan);
+        Some((self.zone_of(r.src_ip, vlan), self.zone_of(r.dst_ip, vlan)))
+    }
+
+    /// The verdict on a flow whose zones are known.
+    pub fn decide<'a>(&'a self, r: &FlowRecord, src_zone: ZoneId, dst_zone: ZoneId) -> Judgement {
         // Skip probing maps that are empty (common: few `any` rules).
         let probe = |m: &'a HashMap<ZoneId, Vec<u32>>, z: ZoneId| {
             if m.is_empty() { None } else { m.get(&z) }
@@ -318,12 +329,12 @@ impl Policy {
             None if src_zone == dst_zone => self.defaults.within_zone,
             None => self.defaults.between_zones,
         };
-        Some(Judgement {
+        Judgement {
             src_zone,
             dst_zone,
             action,
             rule,
-        })
+        }
     }
 }
 

@@ -191,10 +191,23 @@ impl SegTally {
     /// Judge one finished flow and count it; a denied flow is returned as a
     /// violation.
     pub fn judge(&mut self, policy: &Policy, r: &FlowRecord) -> Option<Violation> {
-        let Some(j) = policy.judge(r) else {
+        let zones = policy.zones_of(r);
+        self.judge_in_zones(policy, r, zones)
+    }
+
+    /// [`SegTally::judge`] with the zones already looked up
+    /// ([`Policy::zones_of`]).
+    pub fn judge_in_zones(
+        &mut self,
+        policy: &Policy,
+        r: &FlowRecord,
+        zones: Option<(ZoneId, ZoneId)>,
+    ) -> Option<Violation> {
+        let Some((src_zone, dst_zone)) = zones else {
             self.not_judged += 1;
             return None;
         };
+        let j = policy.decide(r, src_zone, dst_zone);
         self.judged += 1;
         let bytes = r.bytes();
         let (s, d) = (usize::from(j.src_zone), usize::from(j.dst_zone));
