@@ -6,6 +6,7 @@
 //! [`pipeline`] wires it all together. [`synth`] builds capture files with known
 //! contents for tests, benchmarks and the bundled sample.
 
+pub mod analysis;
 pub mod capture;
 pub mod config;
 pub mod decode;

@@ -1,10 +1,11 @@
 //! The pipeline: one reader thread (the caller's) owns the capture, decodes
 //! each frame and dispatches batches to N worker threads over bounded channels;
-//! each worker owns its flow table; an optional sink thread writes flow records.
+//! each worker owns its flow table; when flows are written or judged, one
+//! flow-analysis thread receives every finished flow ([`crate::analysis`]).
 //!
 //! ```text
-//! source ─► decode ─► Dispatcher ══batches══► Worker 0..N ══records══► JsonLinesWriter
-//!                          ▲                      │
+//! source ─► decode ─► Dispatcher ══batches══► Worker 0..N ══records══► analysis
+//!                          ▲                      │            (policy, events, flow records)
 //!                          └──── emptied batches ─┘
 //! ```
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 use thiserror::Error;
 
+use crate::analysis::AnalysisSetup;
 use crate::capture::{FrameSource, Next};
 use crate::decode::DecodeProblem;
 use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
@@ -25,7 +27,6 @@ use crate::segmentation::SegTally;
 use crate::sink::events::EventReport;
 use crate::sink::jsonl::JsonLinesWriter;
 use crate::summary::RunSummary;
-use crate::worker::Judge;
 use crate::worker::{Worker, WorkerReport};
 
 /// Pipeline settings (validated; see `config` for the file form).
@@ -75,6 +76,8 @@ pub enum PipelineError {
     FlowOutput(std::io::Error),
     #[error("cannot write events: {0}")]
     EventOutput(std::io::Error),
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
     #[error("a worker thread failed: {0}")]
     Worker(String),
 }
@@ -112,20 +115,26 @@ pub fn run(
     let started = Instant::now();
     let workers = cfg.workers.max(1);
     let live = source.is_live();
-    let writer = flows_out
+    let flows_writer = flows_out
         .map(|p| JsonLinesWriter::create(p, !live))
         .transpose()
         .map_err(PipelineError::FlowOutput)?;
     let policy = hooks.policy.clone().filter(|p| !p.is_empty());
-    let event_writer = match (&policy, hooks.events) {
+    let events_writer = match (&policy, hooks.events) {
         (Some(_), Some(p)) => {
             Some(JsonLinesWriter::create(p, !live).map_err(PipelineError::EventOutput)?)
         }
         _ => None,
     };
-    // A window of violations stays open until the longest-lived kind of
-    // flow that started in it has had time to end.
-    let hold_ns = cfg.timeouts.ns.iter().copied().max().unwrap_or(0);
+    let analysis = (flows_writer.is_some() || policy.is_some()).then(|| AnalysisSetup {
+        policy: policy.clone(),
+        // A window of violations stays open until the longest-lived kind
+        // of flow that started in it has had time to end.
+        hold_ns: cfg.timeouts.ns.iter().copied().max().unwrap_or(0),
+        events_out: events_writer,
+        flows_out: flows_writer,
+        live,
+    });
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
     let mut summary = RunSummary {
@@ -135,16 +144,12 @@ pub fn run(
         ..RunSummary::default()
     };
 
-    let (reports, dispatch_stats, write_result, event_result) = std::thread::scope(|scope| {
+    let (reports, dispatch_stats, analysis_result) = std::thread::scope(|scope| {
         let (record_tx, record_rx) = bounded(64);
-        let sink = writer.map(|w| scope.spawn(move || w.drain(record_rx)));
-        let (violation_tx, violation_rx) = bounded(256);
-        let event_sink = policy.clone().map(|p| {
+        let analyzer = analysis.map(|setup| {
             std::thread::Builder::new()
-                .name("segwatch-events".into())
-                .spawn_scoped(scope, move || {
-                    crate::sink::events::run(violation_rx, p, hold_ns, event_writer, live)
-                })
+                .name("segwatch-analysis".into())
+                .spawn_scoped(scope, move || crate::analysis::run(record_rx, setup))
         });
         let (recycle_tx, recycle_rx) = unbounded();
         let mut senders = Vec::with_capacity(workers);
@@ -153,15 +158,13 @@ pub fn run(
             let (tx, rx) = bounded(cfg.queue_batches.max(1));
             senders.push(tx);
             let recycle = recycle_tx.clone();
-            let records = sink.is_some().then(|| record_tx.clone());
-            let judge = policy.clone().map(|p| Judge::new(p, violation_tx.clone()));
+            let records = analyzer.is_some().then(|| record_tx.clone());
             let hasher = hasher.clone();
             let timeouts = cfg.timeouts;
             let handle = std::thread::Builder::new()
                 .name(format!("segwatch-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    let mut worker =
-                        Worker::new(per_worker_flows, timeouts, hasher, records, judge);
+                    let mut worker = Worker::new(per_worker_flows, timeouts, hasher, records);
                     for batch in rx {
                         worker.process(&batch);
                         // The reader may have finished; then the batch is simply freed.
@@ -172,7 +175,6 @@ pub fn run(
             handles.push(handle);
         }
         drop(record_tx);
-        drop(violation_tx);
         drop(recycle_tx);
 
         let mut dispatcher = Dispatcher::new(
@@ -203,41 +205,31 @@ pub fn run(
                 Err(e) => failure = Some(e.to_string()),
             }
         }
-        let write_result = sink.map(|s| {
-            s.join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("flow writer panicked")))
-        });
-        let event_result = event_sink.map(|s| match s {
+        let analysis_result = analyzer.map(|a| match a {
             Ok(h) => h
                 .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("event sink panicked"))),
+                .unwrap_or_else(|_| Err(std::io::Error::other("flow analysis thread panicked"))),
             Err(e) => Err(e),
         });
         match failure {
             Some(f) => Err(PipelineError::Worker(f)),
-            None => Ok((reports, dispatch_stats, write_result, event_result)),
+            None => Ok((reports, dispatch_stats, analysis_result)),
         }
     })?;
 
-    if let Some(r) = write_result {
-        r.map_err(PipelineError::FlowOutput)?;
-    }
-    let events = event_result
+    let analysis = analysis_result
         .transpose()
-        .map_err(PipelineError::EventOutput)?;
-    let mut tally = policy.as_ref().map(|p| SegTally::new(p));
+        .map_err(PipelineError::Output)?
+        .unwrap_or_default();
+
     summary.dispatch = dispatch_stats;
     for WorkerReport {
         counters,
         table,
         totals,
         batch_ns,
-        segmentation,
     } in reports
     {
-        if let (Some(t), Some(s)) = (&mut tally, segmentation) {
-            t.merge(s);
-        }
         // Same bounds on every worker: adding cannot fail.
         let _ = summary.batch_ns.add(&batch_ns);
         summary.worker.merge(counters);
@@ -264,7 +256,7 @@ pub fn run(
     summary.capture.file_problems = source.problems();
     summary.capture.truncated_frames = summary.worker.truncated_frames;
     summary.capture.fragments_attributed = summary.worker.fragments_attributed;
-    if let (Some(policy), Some(tally), Some(events)) = (policy, tally, events) {
+    if let (Some(policy), Some(tally), Some(events)) = (policy, analysis.tally, analysis.events) {
         summary.segmentation = Some(SegmentationResult {
             policy,
             tally,

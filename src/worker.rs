@@ -1,7 +1,7 @@
 //! A worker: owns one flow table; decodes the frames of its batches and turns
 //! them into flow state and, when flows end, flow records. Nothing here is
-//! shared with other threads; finished records leave in chunks over a channel
-//! when a record sink is attached.
+//! shared with other threads; finished records leave in chunks, at the end
+//! of each batch, for the flow-analysis thread when one runs.
 
 use std::time::Instant;
 
@@ -14,10 +14,7 @@ use crate::dispatch::fragments::FragmentPorts;
 use crate::flow::TableStats;
 use crate::flow::state::IcmpError;
 use crate::flow::{EndReason, Flow, FlowKey, FlowRecord, FlowTable, PacketFacts, Timeouts};
-use crate::policy::SharedPolicy;
-use crate::segmentation::{SegTally, Violation};
 use crate::summary::{FlowTotals, WorkerCounters};
-use crate::zones::ZoneId;
 
 /// Records are sent to the sink in chunks of this many.
 const RECORD_CHUNK: usize = 512;
@@ -30,8 +27,6 @@ pub struct WorkerReport {
     pub totals: FlowTotals,
     /// Time to process one batch, in nanoseconds.
     pub batch_ns: Histogram<u64>,
-    /// Segmentation tallies, when a policy was loaded.
-    pub segmentation: Option<SegTally>,
 }
 
 /// A histogram of batch processing times: 1 µs to 100 s at 3 significant digits.
@@ -49,71 +44,10 @@ struct Prepared {
     slot: Option<u32>,
 }
 
-/// Finished flows judged at once (see [`Judge::flush`]).
-const JUDGE_BATCH: usize = 256;
-
-/// Segmentation checking on a worker: the policy, the tallies, and denied
-/// flows on their way to the event sink (in chunks).
-///
-/// Finished flows wait in `pending` and are judged together at the end of
-/// each batch: first every zone lookup, then every decision, so the cache
-/// misses of the lookups overlap instead of stalling one flow at a time.
-pub struct Judge {
-    policy: SharedPolicy,
-    tally: SegTally,
-    sink: Sender<Vec<Violation>>,
-    pending: Vec<FlowRecord>,
-    zones: Vec<Option<(ZoneId, ZoneId)>>,
-    chunk: Vec<Violation>,
-}
-
-impl Judge {
-    pub fn new(policy: SharedPolicy, sink: Sender<Vec<Violation>>) -> Judge {
-        Judge {
-            tally: SegTally::new(&policy),
-            policy,
-            sink,
-            pending: Vec::with_capacity(JUDGE_BATCH),
-            zones: Vec::with_capacity(JUDGE_BATCH),
-            chunk: Vec::new(),
-        }
-    }
-
-    fn judge(&mut self, record: &FlowRecord) {
-        self.pending.push(record.clone());
-        if self.pending.len() >= JUDGE_BATCH {
-            self.judge_pending();
-        }
-    }
-
-    fn judge_pending(&mut self) {
-        let policy = &*self.policy;
-        self.zones.clear();
-        self.zones
-            .extend(self.pending.iter().map(|r| policy.zones_of(r)));
-        for (r, z) in self.pending.iter().zip(&self.zones) {
-            if let Some(v) = self.tally.judge_in_zones(policy, r, *z) {
-                self.chunk.push(v);
-            }
-        }
-        self.pending.clear();
-    }
-
-    /// Judge what is pending and hand the violations to the event sink.
-    fn flush(&mut self) {
-        self.judge_pending();
-        if !self.chunk.is_empty() {
-            // The event sink only goes away on a write error it reports itself.
-            let _ = self.sink.send(std::mem::take(&mut self.chunk));
-        }
-    }
-}
-
-/// Where finished flows go: the worker's totals, the segmentation judge and,
-/// when attached, the record sink (in chunks).
+/// Where finished flows go: the worker's totals and, when attached, the
+/// flow-analysis thread (in chunks).
 struct FinishedFlows {
     totals: FlowTotals,
-    judge: Option<Judge>,
     sink: Option<Sender<Vec<FlowRecord>>>,
     chunk: Vec<FlowRecord>,
 }
@@ -122,9 +56,6 @@ impl FinishedFlows {
     fn finish(&mut self, flow: &Flow, reason: EndReason) {
         let record = FlowRecord::from_flow(flow, reason);
         self.totals.add(&record);
-        if let Some(j) = &mut self.judge {
-            j.judge(&record);
-        }
         if let Some(tx) = &self.sink {
             self.chunk.push(record);
             if self.chunk.len() >= RECORD_CHUNK {
@@ -135,16 +66,14 @@ impl FinishedFlows {
         }
     }
 
-    /// Hand over what is pending: at the end of a batch (so violations reach
-    /// the event sink promptly) and at the end of the run.
+    /// Hand over what is pending: at the end of each batch (so live records
+    /// and events are prompt) and at the end of the run.
     fn flush(&mut self) {
-        if let Some(j) = &mut self.judge {
-            j.flush();
-        }
         if let Some(tx) = &self.sink
             && !self.chunk.is_empty()
         {
-            let _ = tx.send(std::mem::take(&mut self.chunk));
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(RECORD_CHUNK));
+            let _ = tx.send(full);
         }
     }
 }
@@ -166,7 +95,6 @@ impl Worker {
         timeouts: Timeouts,
         hasher: ahash::RandomState,
         records: Option<Sender<Vec<FlowRecord>>>,
-        judge: Option<Judge>,
     ) -> Worker {
         Worker {
             prepared: Vec::new(),
@@ -176,7 +104,6 @@ impl Worker {
             counters: WorkerCounters::default(),
             finished: FinishedFlows {
                 totals: FlowTotals::default(),
-                judge,
                 sink: records,
                 chunk: Vec::new(),
             },
@@ -261,9 +188,7 @@ impl Worker {
         self.table.expire(self.now_ns, &mut |flow, reason| {
             finished.finish(flow, reason)
         });
-        if let Some(j) = &mut self.finished.judge {
-            j.flush();
-        }
+        self.finished.flush();
         if !batch.items.is_empty() {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.batch_ns.saturating_record(ns);
@@ -285,7 +210,6 @@ impl Worker {
         WorkerReport {
             counters: self.counters,
             table: self.table.stats,
-            segmentation: self.finished.judge.map(|j| j.tally),
             totals: self.finished.totals,
             batch_ns: self.batch_ns,
         }

@@ -1,8 +1,8 @@
-//! Segmentation checking on the workers: each finished flow is judged against
-//! the policy, tallied (zones seen, zone pairs, rule use, systems connected to
-//! the CDE) and, when the policy denies it, turned into a [`Violation`] for
-//! the event sink. The tallies are per worker and merged at the end of the run
-//! into the evidence the report is built from.
+//! Segmentation checking, on the flow-analysis thread ([`crate::analysis`]):
+//! each finished flow is judged against the policy, tallied (zones seen, zone
+//! pairs, rule use, systems connected to the CDE) and, when the policy denies
+//! it, turned into a [`Violation`] for deduplication. The tallies are the
+//! evidence the report is built from.
 
 pub mod dedup;
 pub mod violation;
@@ -19,8 +19,8 @@ use crate::policy::{Action, Policy};
 use crate::zones::{Pci, ZoneId};
 pub use violation::{Severity, Violation, ViolationEvent};
 
-/// Distinct (host, service) entries kept per worker for the connected-systems
-/// list; past it, entries are only counted.
+/// Distinct (host, service) entries kept for the connected-systems list;
+/// past it, entries are only counted.
 pub const CONNECTED_CAP: usize = 20_000;
 /// CDE hosts listed per connected-system entry (kept inline: no allocation
 /// per entry).
@@ -39,12 +39,6 @@ impl Seen {
             self.first_ns = start;
         }
         self.last_ns = self.last_ns.max(end);
-    }
-
-    fn merge(&mut self, o: Seen) {
-        if o.first_ns != 0 {
-            self.add(o.first_ns, o.last_ns);
-        }
     }
 }
 
@@ -120,11 +114,11 @@ pub struct ConnectedTally {
     pub seen: Seen,
     /// CDE hosts involved (the first few, in order of appearance).
     pub cde_hosts: ArrayVec<IpAddr, CDE_HOSTS_LISTED>,
-    /// Further distinct CDE hosts not listed (approximate after merging).
+    /// Further distinct CDE hosts were involved but not listed.
     pub more_cde_hosts: bool,
 }
 
-/// Everything segmentation checking counted; per worker, merged at the end.
+/// Everything segmentation checking counted in a run.
 #[derive(Clone, Debug, Default)]
 pub struct SegTally {
     pub zones: Vec<ZoneTally>,
@@ -146,46 +140,6 @@ impl SegTally {
             rules: vec![RuleTally::default(); policy.rules.len()],
             ..SegTally::default()
         }
-    }
-
-    pub fn merge(&mut self, o: SegTally) {
-        for (a, b) in self.zones.iter_mut().zip(o.zones) {
-            a.flows_out += b.flows_out;
-            a.flows_in += b.flows_in;
-            a.bytes += b.bytes;
-            a.seen.merge(b.seen);
-        }
-        for (k, b) in o.pairs {
-            let a = self.pairs.entry(k).or_default();
-            for i in 0..4 {
-                a.allowed[i] += b.allowed[i];
-                a.denied[i] += b.denied[i];
-            }
-            a.bytes += b.bytes;
-            for (r, n) in b.by_rule {
-                *a.by_rule.entry(r).or_default() += n;
-            }
-            a.seen.merge(b.seen);
-        }
-        for (a, b) in self.rules.iter_mut().zip(o.rules) {
-            a.flows += b.flows;
-            a.bytes += b.bytes;
-            a.seen.merge(b.seen);
-        }
-        for (k, b) in o.connected {
-            let a = self.connected.entry(k).or_default();
-            a.flows += b.flows;
-            a.bytes += b.bytes;
-            a.seen.merge(b.seen);
-            a.more_cde_hosts |= b.more_cde_hosts;
-            for h in b.cde_hosts {
-                a.add_cde_host(h);
-            }
-        }
-        self.connected_untracked += o.connected_untracked;
-        self.judged += o.judged;
-        self.not_judged += o.not_judged;
-        self.violations += o.violations;
     }
 
     /// Judge one finished flow and count it; a denied flow is returned as a

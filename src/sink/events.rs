@@ -1,24 +1,16 @@
-//! The event sink thread: receives violations from the workers in chunks,
-//! deduplicates them ([`Deduper`]) and writes the events as JSON lines. It
-//! also keeps the events (up to [`REPORT_EVENT_CAP`]) for the report.
+//! Violation events out: written as JSON lines as their deduplication
+//! windows close, and kept (up to [`REPORT_EVENT_CAP`]) for the report.
 
 use std::io;
-use std::time::Duration;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::jsonl::JsonLinesWriter;
-use crate::policy::SharedPolicy;
-use crate::segmentation::dedup::{DedupStats, Deduper};
-use crate::segmentation::{Violation, ViolationEvent};
+use crate::segmentation::ViolationEvent;
+use crate::segmentation::dedup::DedupStats;
 
 /// Events kept in memory for the report; past it they are only written.
 pub const REPORT_EVENT_CAP: usize = 10_000;
 
-/// How often a live sink looks at the wall clock when no violations come.
-const LIVE_TICK: Duration = Duration::from_secs(1);
-
-/// What the event sink hands back at the end of a run.
+/// The events of a run.
 #[derive(Debug, Default)]
 pub struct EventReport {
     pub stats: DedupStats,
@@ -29,13 +21,21 @@ pub struct EventReport {
     pub written: u64,
 }
 
-struct Emitter {
+/// Where events go: the optional event file, and the report's list.
+pub struct EventOutput {
     out: Option<JsonLinesWriter>,
     report: EventReport,
 }
 
-impl Emitter {
-    fn emit(&mut self, events: Vec<ViolationEvent>) -> io::Result<()> {
+impl EventOutput {
+    pub fn new(out: Option<JsonLinesWriter>) -> EventOutput {
+        EventOutput {
+            out,
+            report: EventReport::default(),
+        }
+    }
+
+    pub fn emit(&mut self, events: Vec<ViolationEvent>) -> io::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -55,43 +55,12 @@ impl Emitter {
         }
         Ok(())
     }
-}
 
-/// Run until every sender is gone. `hold_ns`: see [`Deduper::new`]; `live`:
-/// wall-clock time advances the windows when traffic is quiet.
-pub fn run(
-    rx: Receiver<Vec<Violation>>,
-    policy: SharedPolicy,
-    hold_ns: i64,
-    out: Option<JsonLinesWriter>,
-    live: bool,
-) -> io::Result<EventReport> {
-    let mut dedup = Deduper::new(policy, hold_ns);
-    let mut emitter = Emitter {
-        out,
-        report: EventReport::default(),
-    };
-    loop {
-        let next = if live {
-            rx.recv_timeout(LIVE_TICK)
-        } else {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        };
-        match next {
-            Ok(chunk) => {
-                for v in chunk {
-                    dedup.push(v);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => dedup.advance_clock(crate::pipeline::wall_clock_ns()),
-            Err(RecvTimeoutError::Disconnected) => break,
+    /// Close the event file (moved into place for capture files).
+    pub fn finish(mut self) -> io::Result<EventReport> {
+        if let Some(w) = self.out.take() {
+            w.finish()?;
         }
-        emitter.emit(dedup.take_closed())?;
+        Ok(self.report)
     }
-    emitter.emit(dedup.finish())?;
-    if let Some(w) = emitter.out.take() {
-        w.finish()?;
-    }
-    emitter.report.stats = dedup.stats;
-    Ok(emitter.report)
 }
