@@ -299,3 +299,90 @@ mod tests {
         assert!(!is_link_local_traffic(ip("10.1.1.1"), ip("10.2.2.2")));
     }
 }
+
+#[cfg(test)]
+mod differential {
+    //! The hashed longest-prefix match against a naive scan of every zone.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The answer by brute force: the longest prefix whose zone accepts the
+    /// VLAN, then VLAN-only zones, then the fallback.
+    fn naive(zones: &[Zone], ip: IpAddr, vlan: Option<u16>, fallback: ZoneId) -> ZoneId {
+        let ip = match ip {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let mut best: Option<(u8, ZoneId)> = None;
+        for (i, z) in zones.iter().enumerate() {
+            if !z.accepts_vlan(vlan) {
+                continue;
+            }
+            for n in &z.cidrs {
+                if n.contains(&ip) && best.is_none_or(|(len, _)| n.prefix_len() > len) {
+                    best = Some((n.prefix_len(), i as ZoneId));
+                }
+            }
+        }
+        best.map(|(_, z)| z)
+            .or_else(|| {
+                zones
+                    .iter()
+                    .position(|z| z.cidrs.is_empty() && vlan.is_some_and(|v| z.vlans.contains(&v)))
+                    .map(|i| i as ZoneId)
+            })
+            .unwrap_or(fallback)
+    }
+
+    fn zone_strategy() -> impl Strategy<Value = Zone> {
+        // Prefixes inside 10.0.0.0/8 so that they overlap often.
+        let net = (any::<u32>(), 8u8..=32).prop_map(|(a, len)| {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (a & 0x00ff_ffff));
+            IpNet::V4(ipnet::Ipv4Net::new(addr, len).unwrap_or_default().trunc())
+        });
+        (
+            proptest::collection::vec(net, 0..4),
+            proptest::collection::vec(1u16..=4, 0..2),
+        )
+            .prop_map(|(cidrs, vlans)| Zone {
+                name: String::new(),
+                vlans: if cidrs.is_empty() && vlans.is_empty() {
+                    vec![1]
+                } else {
+                    vlans
+                },
+                cidrs,
+                pci: Pci::OutOfScope,
+                description: String::new(),
+                implicit: false,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn hashed_lookup_matches_naive_scan(
+            zones in proptest::collection::vec(zone_strategy(), 1..12),
+            probes in proptest::collection::vec((any::<u32>(), proptest::option::of(1u16..=4)), 64),
+        ) {
+            let mut zones = zones;
+            zones.push(Zone {
+                name: "external".into(),
+                cidrs: Vec::new(),
+                vlans: Vec::new(),
+                pci: Pci::OutOfScope,
+                description: String::new(),
+                implicit: true,
+            });
+            let fallback = (zones.len() - 1) as ZoneId;
+            // Clashing sets are rejected at load time; only compare valid ones.
+            let Ok(map) = ZoneMap::build(&zones, fallback) else { return Ok(()) };
+            // Several VLAN-only zones on one VLAN: the first declared wins.
+            for (a, vlan) in probes {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | (a & 0x00ff_ffff)));
+                prop_assert_eq!(map.lookup(&zones, ip, vlan), naive(&zones, ip, vlan, fallback), "{} {:?}", ip, vlan);
+            }
+        }
+    }
+}
