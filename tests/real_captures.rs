@@ -202,3 +202,93 @@ fn the_mixed_link_type_pcapng_is_read_whole() {
     );
     assert!(s.worker.packets > 6_000, "{}", s.worker.packets);
 }
+
+/// A real nmap SYN scan (attacker 192.168.1.10, victim 192.168.1.25, 1,000
+/// ports) against a policy that allows nothing between the two hosts' zones:
+/// every scan flow is a violation, and the events fold them into a handful
+/// per outcome while accounting for every flow and every port.
+#[test]
+fn a_real_port_scan_folds_into_a_few_events_that_account_for_every_flow() {
+    let Some(root) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps not present");
+        return;
+    };
+    let file = root.join("labeled/nmap_syn_scan.pcap");
+    if !file.is_file() {
+        eprintln!("skipped: {} not present", file.display());
+        return;
+    }
+    let policy = "[[zone]]\nname = \"clients\"\ncidrs = [\"192.168.1.0/28\"]\n\
+                  [[zone]]\nname = \"servers\"\ncidrs = [\"192.168.1.16/28\"]\npci = \"cde\"\n\
+                  [policy]\nmax_events_per_source = 5\n";
+    let cfg_policy = segwatch::config::Config::parse(policy, Path::new("scan.toml"))
+        .expect("policy")
+        .policy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let flows_path = dir.path().join("flows.jsonl");
+    let mut src = FileSource::open(std::slice::from_ref(&file)).expect("open");
+    let s = pipeline::run(
+        &mut src,
+        &cfg(2),
+        Some(&flows_path),
+        RunHooks {
+            policy: Some(cfg_policy),
+            events: Some(&events_path),
+            ..RunHooks::default()
+        },
+    )
+    .expect("run");
+    let read = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .expect("read")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect()
+    };
+    let scan_flows: Vec<serde_json::Value> = read(&flows_path)
+        .into_iter()
+        .filter(|r| {
+            r["src_ip"] == "192.168.1.10" && r["dst_ip"] == "192.168.1.25" && r["proto"] == "tcp"
+        })
+        .collect();
+    assert!(scan_flows.len() >= 1000, "{} scan flows", scan_flows.len());
+    let events = read(&events_path);
+    let scan_events: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["src_ip"] == "192.168.1.10")
+        .collect();
+    let outcomes: std::collections::BTreeSet<&str> = scan_flows
+        .iter()
+        .filter_map(|r| r["outcome"].as_str())
+        .collect();
+    // At most five detailed events and one aggregate per outcome.
+    assert!(
+        scan_events.len() <= outcomes.len() * 6,
+        "{} events",
+        scan_events.len()
+    );
+    let counted: u64 = scan_events.iter().filter_map(|e| e["count"].as_u64()).sum();
+    assert_eq!(
+        counted,
+        scan_flows.len() as u64,
+        "every scan flow is in an event"
+    );
+    // Ports: the detailed events' ports plus the aggregates' distinct ports
+    // cover every port the flows went to.
+    let ports: std::collections::BTreeSet<u64> = scan_flows
+        .iter()
+        .filter_map(|r| r["dst_port"].as_u64())
+        .collect();
+    let listed: u64 = scan_events
+        .iter()
+        .map(|e| e["distinct_dst_ports"].as_u64().unwrap_or(1))
+        .sum();
+    assert!(listed >= ports.len() as u64, "{listed} < {}", ports.len());
+    for e in &scan_events {
+        assert_eq!(e["src_zone"], "clients");
+        assert_eq!(e["dst_zone"], "servers");
+    }
+    let seg = s.segmentation.expect("segmentation ran");
+    assert_eq!(seg.events.stats.events as usize, events.len());
+}
