@@ -14,11 +14,13 @@
 //! worker drains its table at once.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::flow::FlowRecord;
+use crate::metrics::{AnalysisMetrics, Metrics};
 use crate::policy::SharedPolicy;
 use crate::segmentation::SegTally;
 use crate::segmentation::dedup::Deduper;
@@ -40,6 +42,7 @@ pub struct AnalysisSetup {
     pub flows_out: Option<JsonLinesWriter>,
     /// Live capture: wall-clock time closes windows when the wire is quiet.
     pub live: bool,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What the analysis thread hands back.
@@ -57,6 +60,7 @@ struct Segmentation {
     dedup: Deduper,
     out: EventOutput,
     zones: Vec<Option<(ZoneId, ZoneId)>>,
+    metrics: Option<AnalysisMetrics>,
 }
 
 impl Segmentation {
@@ -67,10 +71,30 @@ impl Segmentation {
         self.zones.clear();
         self.zones.extend(chunk.iter().map(|r| policy.zones_of(r)));
         for (r, z) in chunk.iter().zip(&self.zones) {
-            if let Some(v) = self.tally.judge_in_zones(policy, r, *z) {
+            let v = self.tally.judge_in_zones(policy, r, *z);
+            if let (Some(m), Some((s, d))) = (&mut self.metrics, z) {
+                m.flow(policy, *s, *d, r.outcome, r.bytes());
+                if let Some(v) = &v {
+                    m.violation(policy, v);
+                }
+            }
+            if let Some(v) = v {
                 self.dedup.push(v);
             }
         }
+    }
+
+    /// Write the events whose windows closed (all of them at the end).
+    fn emit(&mut self, all: bool) -> io::Result<()> {
+        let events = if all {
+            self.dedup.finish()
+        } else {
+            self.dedup.take_closed()
+        };
+        if let Some(m) = &self.metrics {
+            m.events(&events);
+        }
+        self.out.emit(events)
     }
 }
 
@@ -82,12 +106,14 @@ pub fn run(rx: Receiver<Vec<FlowRecord>>, setup: AnalysisSetup) -> io::Result<An
         events_out,
         mut flows_out,
         live,
+        metrics,
     } = setup;
     let mut seg = policy.map(|p| Segmentation {
         tally: SegTally::new(&p),
         dedup: Deduper::new(p.clone(), hold_ns),
         out: EventOutput::new(events_out),
         zones: Vec::new(),
+        metrics: metrics.map(AnalysisMetrics::new),
         policy: p,
     });
     loop {
@@ -116,12 +142,12 @@ pub fn run(rx: Receiver<Vec<FlowRecord>>, setup: AnalysisSetup) -> io::Result<An
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if let Some(s) = &mut seg {
-            s.out.emit(s.dedup.take_closed())?;
+            s.emit(false)?;
         }
     }
     let mut report = AnalysisReport::default();
     if let Some(mut s) = seg {
-        s.out.emit(s.dedup.finish())?;
+        s.emit(true)?;
         let mut events = s.out.finish()?;
         events.stats = s.dedup.stats;
         report.tally = Some(s.tally);

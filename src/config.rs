@@ -48,6 +48,14 @@ struct RawConfig {
     rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +106,9 @@ pub struct Config {
     pub policy: SharedPolicy,
     /// Legal but suspicious parts of the policy, by line.
     pub warnings: Vec<Warning>,
+    /// Where `/metrics` listens (`run` always serves; `analyze` only with
+    /// `--metrics-listen`); `None`: [`crate::metrics::DEFAULT_LISTEN`].
+    pub metrics_listen: Option<String>,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
 }
@@ -194,6 +205,20 @@ impl Config {
                 secs(&t.other, "flows.timeouts.other", 60)?,
             ),
         };
+        let metrics_listen = match &raw.metrics.listen {
+            None => None,
+            Some(l) => {
+                let v = l.get_ref().trim();
+                if v.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(invalid(
+                        Some(l.span()),
+                        format!("metrics.listen = \"{v}\" is not an address and port"),
+                        "write an IP address and port, for example \"127.0.0.1:9947\" or \"[::1]:9947\"",
+                    ));
+                }
+                Some(v.to_string())
+            }
+        };
         // Policies can have thousands of entries: index line starts once.
         let newlines: Vec<usize> = text
             .bytes()
@@ -217,6 +242,7 @@ impl Config {
             pipeline,
             policy: std::sync::Arc::new(policy),
             warnings,
+            metrics_listen,
             source: Some(path.to_path_buf()),
         })
     }

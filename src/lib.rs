@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod dispatch;
 pub mod flow;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod report;

@@ -120,6 +120,11 @@ struct CommonArgs {
     /// Write the run summary as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
+    /// Serve Prometheus metrics on ADDR (for example 127.0.0.1:9947; port 0
+    /// picks a free port). `run` serves on metrics.listen from the config, or
+    /// 127.0.0.1:9947, unless --no-metrics; `analyze` only with this option.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Worker threads; 0 or absent: available cores minus one, at least one.
     #[arg(long)]
     workers: Option<usize>,
@@ -176,6 +181,9 @@ struct RunArgs {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     no_promisc: bool,
+    /// Do not serve Prometheus metrics.
+    #[arg(long)]
+    no_metrics: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -218,6 +226,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 events: r.events,
                 report: Some(r.out),
                 summary_json: None,
+                metrics_listen: None,
                 workers: None,
                 max_flows: None,
                 quiet: true,
@@ -363,11 +372,18 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
             b.set_position(done);
         }
     };
+    let exporter = a
+        .common
+        .metrics_listen
+        .as_deref()
+        .map(|addr| serve_metrics(addr, cfg.pipeline.workers))
+        .transpose()?;
     let hooks = RunHooks {
         stop: None,
         progress: bar.as_ref().map(|_| &progress as &dyn Fn(u64, u64)),
         policy: Some(cfg.policy.clone()),
         events: a.common.events.as_deref(),
+        metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, a.common.flows.as_deref(), hooks)?;
     if let Some(b) = &bar {
@@ -409,11 +425,23 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
             .context("cannot install signal handlers")?;
     }
     tracing::info!(interface = %cfg.capture.interface, "capturing");
+    let exporter = if r.no_metrics {
+        None
+    } else {
+        let addr = r
+            .common
+            .metrics_listen
+            .clone()
+            .or_else(|| cfg.metrics_listen.clone())
+            .unwrap_or_else(|| segwatch::metrics::DEFAULT_LISTEN.to_string());
+        Some(serve_metrics(&addr, cfg.pipeline.workers)?)
+    };
     let hooks = RunHooks {
         stop: Some(&stop),
         progress: None,
         policy: Some(cfg.policy.clone()),
         events: r.common.events.as_deref(),
+        metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;
@@ -422,6 +450,21 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Start the metrics endpoint; the log says where it listens.
+fn serve_metrics(
+    addr: &str,
+    workers: usize,
+) -> Result<(
+    Arc<segwatch::metrics::Metrics>,
+    segwatch::metrics::server::MetricsServer,
+)> {
+    let metrics = segwatch::metrics::Metrics::new(workers).context("cannot set up metrics")?;
+    let server = segwatch::metrics::server::MetricsServer::start(addr, Arc::clone(&metrics))?;
+    tracing::info!(addr = %server.addr, "serving metrics");
+    eprintln!("metrics: http://{}/metrics", server.addr);
+    Ok((metrics, server))
 }
 
 fn report(summary: &RunSummary, common: &CommonArgs) -> Result<()> {

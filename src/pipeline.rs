@@ -22,6 +22,7 @@ use crate::capture::{FrameSource, Next};
 use crate::decode::DecodeProblem;
 use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
 use crate::flow::Timeouts;
+use crate::metrics::{Metrics, ReaderMetrics, WorkerMetrics};
 use crate::policy::SharedPolicy;
 use crate::segmentation::SegTally;
 use crate::sink::events::EventReport;
@@ -95,6 +96,9 @@ pub struct RunHooks<'a> {
     pub policy: Option<SharedPolicy>,
     /// Write segmentation violation events as JSON lines here ("-": stdout).
     pub events: Option<&'a Path>,
+    /// Export counters to these Prometheus metrics (created for the same
+    /// number of workers).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What segmentation checking found in a run.
@@ -134,6 +138,7 @@ pub fn run(
         events_out: events_writer,
         flows_out: flows_writer,
         live,
+        metrics: hooks.metrics.clone(),
     });
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
@@ -159,12 +164,16 @@ pub fn run(
             senders.push(tx);
             let recycle = recycle_tx.clone();
             let records = analyzer.is_some().then(|| record_tx.clone());
+            let worker_metrics = hooks.metrics.clone();
             let hasher = hasher.clone();
             let timeouts = cfg.timeouts;
             let handle = std::thread::Builder::new()
                 .name(format!("segwatch-worker-{i}"))
                 .spawn_scoped(scope, move || {
                     let mut worker = Worker::new(per_worker_flows, timeouts, hasher, records);
+                    if let Some(m) = &worker_metrics {
+                        worker = worker.with_metrics(WorkerMetrics::new(m, i), live);
+                    }
                     for batch in rx {
                         worker.process(&batch);
                         // The reader may have finished; then the batch is simply freed.
@@ -176,6 +185,9 @@ pub fn run(
         }
         drop(record_tx);
         drop(recycle_tx);
+        if let Some(m) = &hooks.metrics {
+            m.set_ready(true);
+        }
 
         let mut dispatcher = Dispatcher::new(
             senders,
@@ -193,6 +205,9 @@ pub fn run(
         );
         read_loop(source, &mut dispatcher, &mut summary, &hooks, live);
         let dispatch_stats = dispatcher.finish();
+        if let Some(m) = &hooks.metrics {
+            m.set_ready(false);
+        }
 
         let mut reports = Vec::with_capacity(workers);
         let mut failure = None;
@@ -288,6 +303,35 @@ fn read_loop(
 ) {
     let mut last_flush = Instant::now();
     let mut n: u64 = 0;
+    let mut metrics = hooks.metrics.as_ref().map(|m| {
+        (
+            ReaderMetrics::new(m, summary.workers),
+            Instant::now(),
+            Default::default(),
+        )
+    });
+    // Fold the reader's counters into the metrics; libpcap's statistics
+    // (a system call) at most once a second.
+    let mut fold = |source: &mut dyn FrameSource, d: &Dispatcher, s: &RunSummary, force: bool| {
+        let Some((m, last_stats, stats)) = &mut metrics else {
+            return;
+        };
+        if live && (force || last_stats.elapsed() >= Duration::from_secs(1)) {
+            *stats = source.stats();
+            *last_stats = Instant::now();
+        }
+        let st: &crate::capture::CaptureStats = stats;
+        m.fold(
+            [
+                s.capture.frames,
+                s.capture.bytes,
+                st.kernel_dropped,
+                st.interface_dropped,
+                d.stats.dropped_packets,
+            ],
+            d.queue_depths(),
+        );
+    };
     loop {
         if hooks.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             break;
@@ -304,6 +348,7 @@ fn read_loop(
                         dispatcher.flush();
                         last_flush = Instant::now();
                     }
+                    fold(source, dispatcher, summary, false);
                     if n.is_multiple_of(65_536)
                         && let (Some(cb), Some((done, total))) = (hooks.progress, source.progress())
                     {
@@ -318,10 +363,12 @@ fn read_loop(
                 dispatcher.tick();
                 dispatcher.flush();
                 last_flush = Instant::now();
+                fold(source, dispatcher, summary, false);
             }
             Next::End => break,
         }
     }
+    fold(source, dispatcher, summary, true);
     if let (Some(cb), Some((done, total))) = (hooks.progress, source.progress()) {
         cb(done, total);
     }

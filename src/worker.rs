@@ -14,6 +14,7 @@ use crate::dispatch::fragments::FragmentPorts;
 use crate::flow::TableStats;
 use crate::flow::state::IcmpError;
 use crate::flow::{EndReason, Flow, FlowKey, FlowRecord, FlowTable, PacketFacts, Timeouts};
+use crate::metrics::WorkerMetrics;
 use crate::summary::{FlowTotals, WorkerCounters};
 
 /// Records are sent to the sink in chunks of this many.
@@ -87,6 +88,10 @@ pub struct Worker {
     counters: WorkerCounters,
     finished: FinishedFlows,
     now_ns: i64,
+    /// Prometheus metrics, folded in once per batch; `live` adds the
+    /// decision latency (packet timestamp to end of batch).
+    metrics: Option<WorkerMetrics>,
+    live: bool,
 }
 
 impl Worker {
@@ -108,7 +113,16 @@ impl Worker {
                 chunk: Vec::new(),
             },
             now_ns: i64::MIN,
+            metrics: None,
+            live: false,
         }
+    }
+
+    /// Export this worker's counters to Prometheus.
+    pub fn with_metrics(mut self, metrics: WorkerMetrics, live: bool) -> Worker {
+        self.metrics = Some(metrics);
+        self.live = live;
+        self
     }
 
     /// Process one batch, then expire flows idle at the batch's packet time.
@@ -189,9 +203,21 @@ impl Worker {
             finished.finish(flow, reason)
         });
         self.finished.flush();
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if !batch.items.is_empty() {
-            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.batch_ns.saturating_record(ns);
+        }
+        if let Some(m) = &mut self.metrics {
+            if !batch.items.is_empty() {
+                m.batch_time.record(ns);
+                if self.live
+                    && let Some(oldest) = batch.items.iter().map(|i| i.ts_ns).min()
+                {
+                    let lag = crate::pipeline::wall_clock_ns().saturating_sub(oldest);
+                    m.decision_latency.record(u64::try_from(lag).unwrap_or(0));
+                }
+            }
+            m.fold(&self.counters, &self.table.stats, self.table.len(), ns);
         }
     }
 
@@ -207,6 +233,11 @@ impl Worker {
             finished.finish(flow, reason)
         });
         self.finished.flush();
+        if let Some(m) = &mut self.metrics {
+            m.fold(&self.counters, &self.table.stats, self.table.len(), 0);
+            m.batch_time.publish();
+            m.decision_latency.publish();
+        }
         WorkerReport {
             counters: self.counters,
             table: self.table.stats,

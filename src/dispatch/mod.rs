@@ -132,6 +132,11 @@ impl Dispatcher {
     }
 
     /// Packet time of the newest frame seen.
+    /// Batches waiting in each worker's queue.
+    pub fn queue_depths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.senders.iter().map(Sender::len)
+    }
+
     pub fn now_ns(&self) -> i64 {
         self.now_ns
     }

@@ -1,0 +1,448 @@
+//! Prometheus metrics: one explicit [`Registry`] with every segwatch metric,
+//! handles that each thread resolves once, and a collector that exports
+//! `hdrhistogram` distributions as summaries.
+//!
+//! Nothing on the packet path touches the registry per packet: the reader,
+//! each worker and the flow-analysis thread count in plain fields and fold
+//! the differences into these metrics once per batch (an atomic add per
+//! metric), see [`WorkerMetrics`].
+//!
+//! Labels are bounded: worker index, decode problem reason, drop stage, zone
+//! names (zone pairs are created only when observed), outcome and severity;
+//! never addresses or ports. Every metric is listed in the README.
+
+pub mod latency;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashMap;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::decode::DecodeProblem;
+use crate::flow::Outcome;
+use crate::policy::Policy;
+use crate::segmentation::{Severity, Violation, ViolationEvent};
+use crate::summary::WorkerCounters;
+use crate::zones::ZoneId;
+use latency::{LatencySummary, SharedHistogram};
+
+/// Where `/metrics` listens unless configured: loopback, on a port not used
+/// by the Zeek (9911) or Suricata (9916) exporters.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9947";
+
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::with_opts(Opts::new(name, help))?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Every metric segwatch exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub capture_packets: IntCounter,
+    pub capture_bytes: IntCounter,
+    /// stage: kernel, interface (libpcap statistics) or queue (reader to
+    /// worker channel full, live capture).
+    pub capture_dropped: IntCounterVec,
+    pub decode_problems: IntCounterVec,
+    pub worker_packets: IntCounterVec,
+    pub worker_queue: IntGaugeVec,
+    pub worker_busy_ns: IntCounterVec,
+    pub flows_active: IntGaugeVec,
+    pub flows_created: IntCounter,
+    pub flows_expired: IntCounter,
+    pub flows_evicted: IntCounter,
+    pub zone_pair_flows: IntCounterVec,
+    pub zone_pair_bytes: IntCounterVec,
+    pub violations: IntCounterVec,
+    pub violation_events: IntCounterVec,
+    /// Per-worker batch processing time (ns) and live decision latency (ns).
+    pub batch_time: Vec<SharedHistogram>,
+    pub decision_latency: Vec<SharedHistogram>,
+    /// Capture open and workers running (for `/readyz`).
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    /// Register every metric for `workers` workers.
+    pub fn new(workers: usize) -> prometheus::Result<Arc<Metrics>> {
+        let r = Registry::new();
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "segwatch_build_info",
+                "Always 1; the labels say which segwatch is running.",
+            ),
+            &["version"],
+        )?;
+        r.register(Box::new(info.clone()))?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let batch_time: Vec<SharedHistogram> =
+            (0..workers).map(|_| latency::shared_histogram()).collect();
+        let decision_latency: Vec<SharedHistogram> =
+            (0..workers).map(|_| latency::shared_histogram()).collect();
+        r.register(Box::new(LatencySummary::new(
+            "segwatch_batch_processing_seconds",
+            "Time a worker took to process one batch of packets.",
+            batch_time.clone(),
+        )?))?;
+        r.register(Box::new(LatencySummary::new(
+            "segwatch_decision_latency_seconds",
+            "Live capture: time from a packet's capture timestamp to the end of the batch that processed it (oldest packet of each batch).",
+            decision_latency.clone(),
+        )?))?;
+        let m = Metrics {
+            capture_packets: counter(
+                &r,
+                "segwatch_capture_packets_total",
+                "Frames read from the capture.",
+            )?,
+            capture_bytes: counter(
+                &r,
+                "segwatch_capture_bytes_total",
+                "Bytes of the frames read, as on the wire.",
+            )?,
+            capture_dropped: counter_vec(
+                &r,
+                "segwatch_capture_dropped_packets_total",
+                "Packets lost before analysis, by stage: kernel and interface (libpcap statistics), queue (segwatch's reader found a worker's queue full).",
+                &["stage"],
+            )?,
+            decode_problems: counter_vec(
+                &r,
+                "segwatch_decode_problems_total",
+                "Frames that could not be used, by reason.",
+                &["reason"],
+            )?,
+            worker_packets: counter_vec(
+                &r,
+                "segwatch_worker_packets_total",
+                "Packets a worker decoded and attributed to a flow (or ARP).",
+                &["worker"],
+            )?,
+            worker_queue: gauge_vec(
+                &r,
+                "segwatch_worker_queue_batches",
+                "Batches waiting in a worker's queue.",
+                &["worker"],
+            )?,
+            worker_busy_ns: counter_vec(
+                &r,
+                "segwatch_worker_busy_nanoseconds_total",
+                "Time a worker spent processing batches; rate() of it is the busy ratio (divide by 1e9).",
+                &["worker"],
+            )?,
+            flows_active: gauge_vec(
+                &r,
+                "segwatch_flows_active",
+                "Flows in a worker's table.",
+                &["worker"],
+            )?,
+            flows_created: counter(&r, "segwatch_flows_created_total", "Flows created.")?,
+            flows_expired: counter(
+                &r,
+                "segwatch_flows_expired_total",
+                "Flows ended by their idle timeout.",
+            )?,
+            flows_evicted: counter(
+                &r,
+                "segwatch_flows_evicted_total",
+                "Flows evicted because the table was full (max_flows).",
+            )?,
+            zone_pair_flows: counter_vec(
+                &r,
+                "segwatch_zone_pair_flows_total",
+                "Finished flows judged against the policy, by initiator zone, responder zone and outcome.",
+                &["src_zone", "dst_zone", "outcome"],
+            )?,
+            zone_pair_bytes: counter_vec(
+                &r,
+                "segwatch_zone_pair_bytes_total",
+                "Bytes (both directions) of judged flows, by zone pair.",
+                &["src_zone", "dst_zone"],
+            )?,
+            violations: counter_vec(
+                &r,
+                "segwatch_violation_flows_total",
+                "Flows the policy denies, by zone pair, outcome and severity.",
+                &["src_zone", "dst_zone", "outcome", "severity"],
+            )?,
+            violation_events: counter_vec(
+                &r,
+                "segwatch_violation_events_total",
+                "Deduplicated violation events written, by severity.",
+                &["severity"],
+            )?,
+            batch_time,
+            decision_latency,
+            ready: AtomicBool::new(false),
+            registry: r,
+        };
+        for p in DecodeProblem::ALL {
+            m.decode_problems.with_label_values(&[p.as_str()]);
+        }
+        for stage in ["kernel", "interface", "queue"] {
+            m.capture_dropped.with_label_values(&[stage]);
+        }
+        Ok(Arc::new(m))
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        // Encoding our own families into a Vec cannot fail.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The reader's view of the metrics: what it has folded in so far.
+pub struct ReaderMetrics {
+    packets: IntCounter,
+    bytes: IntCounter,
+    kernel: IntCounter,
+    interface: IntCounter,
+    queue: IntCounter,
+    depth: Vec<IntGauge>,
+    folded: [u64; 5],
+}
+
+impl ReaderMetrics {
+    pub fn new(m: &Metrics, workers: usize) -> ReaderMetrics {
+        ReaderMetrics {
+            packets: m.capture_packets.clone(),
+            bytes: m.capture_bytes.clone(),
+            kernel: m.capture_dropped.with_label_values(&["kernel"]),
+            interface: m.capture_dropped.with_label_values(&["interface"]),
+            queue: m.capture_dropped.with_label_values(&["queue"]),
+            depth: (0..workers)
+                .map(|w| m.worker_queue.with_label_values(&[&w.to_string()]))
+                .collect(),
+            folded: [0; 5],
+        }
+    }
+
+    /// Fold the reader's totals so far: frames, bytes, kernel and interface
+    /// drops (libpcap's cumulative statistics), queue drops, and the queue
+    /// depth of each worker.
+    pub fn fold(&mut self, totals: [u64; 5], depths: impl Iterator<Item = usize>) {
+        let counters = [
+            &self.packets,
+            &self.bytes,
+            &self.kernel,
+            &self.interface,
+            &self.queue,
+        ];
+        for (i, c) in counters.into_iter().enumerate() {
+            // libpcap's counters can wrap or reset (interface re-opened).
+            c.inc_by(totals[i].saturating_sub(self.folded[i]));
+            self.folded[i] = self.folded[i].max(totals[i]);
+        }
+        for (g, d) in self.depth.iter().zip(depths) {
+            g.set(i64::try_from(d).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// One worker's view of the metrics: label values resolved once, and the
+/// counters as last folded in.
+pub struct WorkerMetrics {
+    packets: IntCounter,
+    busy_ns: IntCounter,
+    active: IntGauge,
+    problems: Vec<IntCounter>,
+    created: IntCounter,
+    expired: IntCounter,
+    evicted: IntCounter,
+    pub batch_time: latency::LocalHistogram,
+    pub decision_latency: latency::LocalHistogram,
+    folded: WorkerCounters,
+    folded_table: [u64; 3],
+}
+
+impl WorkerMetrics {
+    pub fn new(m: &Metrics, worker: usize) -> WorkerMetrics {
+        let w = worker.to_string();
+        WorkerMetrics {
+            packets: m.worker_packets.with_label_values(&[&w]),
+            busy_ns: m.worker_busy_ns.with_label_values(&[&w]),
+            active: m.flows_active.with_label_values(&[&w]),
+            problems: DecodeProblem::ALL
+                .iter()
+                .map(|p| m.decode_problems.with_label_values(&[p.as_str()]))
+                .collect(),
+            created: m.flows_created.clone(),
+            expired: m.flows_expired.clone(),
+            evicted: m.flows_evicted.clone(),
+            batch_time: latency::LocalHistogram::new(m.batch_time.get(worker).cloned()),
+            decision_latency: latency::LocalHistogram::new(m.decision_latency.get(worker).cloned()),
+            folded: WorkerCounters::default(),
+            folded_table: [0; 3],
+        }
+    }
+
+    /// Fold what changed since the last call (once per batch).
+    pub fn fold(
+        &mut self,
+        c: &WorkerCounters,
+        table: &crate::flow::TableStats,
+        active: usize,
+        busy_ns: u64,
+    ) {
+        self.packets.inc_by(c.packets - self.folded.packets);
+        for (i, counter) in self.problems.iter().enumerate() {
+            let d = c.problems[i] - self.folded.problems[i];
+            if d > 0 {
+                counter.inc_by(d);
+            }
+        }
+        self.folded = *c;
+        let now = [table.created, table.expired, table.evicted];
+        self.created.inc_by(now[0] - self.folded_table[0]);
+        self.expired.inc_by(now[1] - self.folded_table[1]);
+        self.evicted.inc_by(now[2] - self.folded_table[2]);
+        self.folded_table = now;
+        self.active.set(i64::try_from(active).unwrap_or(i64::MAX));
+        self.busy_ns.inc_by(busy_ns);
+    }
+}
+
+/// The flow-analysis thread's view: counters per zone pair, resolved the
+/// first time a pair (and outcome, severity) is seen and then reused.
+pub struct AnalysisMetrics {
+    m: Arc<Metrics>,
+    flows: HashMap<(ZoneId, ZoneId, Outcome), IntCounter>,
+    bytes: HashMap<(ZoneId, ZoneId), IntCounter>,
+    violations: HashMap<(ZoneId, ZoneId, Outcome, Severity), IntCounter>,
+    events: Vec<IntCounter>,
+}
+
+impl AnalysisMetrics {
+    pub fn new(m: Arc<Metrics>) -> AnalysisMetrics {
+        let events = Severity::ALL
+            .iter()
+            .map(|s| m.violation_events.with_label_values(&[s.as_str()]))
+            .collect();
+        AnalysisMetrics {
+            m,
+            flows: HashMap::new(),
+            bytes: HashMap::new(),
+            violations: HashMap::new(),
+            events,
+        }
+    }
+
+    /// A judged flow between two zones.
+    pub fn flow(&mut self, p: &Policy, s: ZoneId, d: ZoneId, outcome: Outcome, bytes: u64) {
+        let m = &self.m;
+        self.flows
+            .entry((s, d, outcome))
+            .or_insert_with(|| {
+                m.zone_pair_flows.with_label_values(&[
+                    &p.zone(s).name,
+                    &p.zone(d).name,
+                    outcome.as_str(),
+                ])
+            })
+            .inc();
+        self.bytes
+            .entry((s, d))
+            .or_insert_with(|| {
+                m.zone_pair_bytes
+                    .with_label_values(&[&p.zone(s).name, &p.zone(d).name])
+            })
+            .inc_by(bytes);
+    }
+
+    /// A flow the policy denies.
+    pub fn violation(&mut self, p: &Policy, v: &Violation) {
+        let m = &self.m;
+        self.violations
+            .entry((v.src_zone, v.dst_zone, v.outcome, v.severity))
+            .or_insert_with(|| {
+                m.violations.with_label_values(&[
+                    &p.zone(v.src_zone).name,
+                    &p.zone(v.dst_zone).name,
+                    v.outcome.as_str(),
+                    v.severity.as_str(),
+                ])
+            })
+            .inc();
+    }
+
+    /// Events written.
+    pub fn events(&self, events: &[ViolationEvent]) {
+        for e in events {
+            self.events[e.severity as usize].inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_help_and_type() {
+        let m = Metrics::new(2).expect("metrics");
+        let mut w = WorkerMetrics::new(&m, 1);
+        let c = WorkerCounters {
+            packets: 10,
+            ..WorkerCounters::default()
+        };
+        let t = crate::flow::TableStats {
+            created: 4,
+            ..Default::default()
+        };
+        w.fold(&c, &t, 3, 1_000);
+        w.fold(&c, &t, 3, 500);
+        w.batch_time.record(2_000);
+        w.batch_time.publish();
+        let text = m.render();
+        for line in [
+            "segwatch_build_info{version=\"0.1.0\"} 1",
+            "segwatch_worker_packets_total{worker=\"1\"} 10",
+            "segwatch_flows_created_total 4",
+            "segwatch_flows_active{worker=\"1\"} 3",
+            "segwatch_worker_busy_nanoseconds_total{worker=\"1\"} 1500",
+            "segwatch_decode_problems_total{reason=\"truncated_ip\"} 0",
+            "segwatch_capture_dropped_packets_total{stage=\"kernel\"} 0",
+            "# TYPE segwatch_batch_processing_seconds summary",
+            "segwatch_batch_processing_seconds_count{worker=\"1\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}
