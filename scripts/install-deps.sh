@@ -2,12 +2,13 @@
 # Install what segwatch needs on Debian, only when missing:
 #   build: libpcap-dev (and pkg-config, gcc)
 #   tests: tshark (cross-check), tcpdump, bc and time (benchmarks), iproute2,
-#          python3 and nftables (live tests), chromium (report rendering test)
+#          python3 and nftables (live tests), chromium (report rendering test),
+#          prometheus and promtool (metrics test)
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 bc time chromium nftables)
+  want+=(tshark tcpdump iproute2 python3 bc time chromium nftables prometheus)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -365,6 +365,7 @@ fn read_loop(
                 last_flush = Instant::now();
                 fold(source, dispatcher, summary, false);
             }
+            Next::Again => {}
             Next::End => break,
         }
     }

@@ -39,6 +39,10 @@ impl Default for LiveOptions {
 /// Frames from a live interface.
 pub struct LiveSource {
     cap: Capture<Active>,
+    /// How long to wait for a packet before reporting the interface idle.
+    wait: std::time::Duration,
+    /// The last read found nothing buffered.
+    drained: bool,
     link: LinkType,
     interface: String,
     problems: Vec<String>,
@@ -78,8 +82,17 @@ impl LiveSource {
                     reason: e.to_string(),
                 })?;
         }
+        // Non-blocking reads plus our own poll: libpcap's read timeout does
+        // not fire on Linux while no packet arrives at all, which would leave
+        // a silent interface blocking forever (no idle expiry, no reaction
+        // to SIGTERM).
+        let cap = cap.setnonblock().map_err(open_err)?;
         let link = LinkType::from_dlt(cap.get_datalink().0);
         Ok(LiveSource {
+            wait: std::time::Duration::from_millis(u64::from(
+                opts.timeout_ms.max(1).unsigned_abs(),
+            )),
+            drained: false,
             cap,
             link,
             interface: opts.interface.clone(),
@@ -90,6 +103,20 @@ impl LiveSource {
 
 impl FrameSource for LiveSource {
     fn next_frame(&mut self) -> Next<'_> {
+        if self.drained {
+            self.drained = false;
+            let mut fds = [rustix::event::PollFd::new(
+                &self.cap,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(self.wait).ok();
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(n) if n > 0 => {}
+                // Timed out, or interrupted by a signal: let the caller do
+                // its idle work and look at its stop flag.
+                _ => return Next::Idle,
+            }
+        }
         match self.cap.next_packet() {
             Ok(pkt) => Next::Frame(Frame {
                 ts_ns: header_ts_ns(pkt.header),
@@ -97,7 +124,11 @@ impl FrameSource for LiveSource {
                 data: pkt.data,
                 link: self.link,
             }),
-            Err(pcap::Error::TimeoutExpired) => Next::Idle,
+            // Nothing buffered: the next call waits for more.
+            Err(pcap::Error::TimeoutExpired) => {
+                self.drained = true;
+                Next::Again
+            }
             Err(e) => {
                 self.problems
                     .push(format!("capture on {} stopped: {e}", self.interface));

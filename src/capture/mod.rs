@@ -31,6 +31,9 @@ pub enum Next<'a> {
     Frame(Frame<'a>),
     /// Live capture: nothing arrived within the read timeout.
     Idle,
+    /// Live capture: nothing was buffered, but frames are ready now; call
+    /// again.
+    Again,
     /// No more frames.
     End,
 }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::HashMap;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::decode::DecodeProblem;
 use crate::flow::Outcome;
@@ -71,7 +73,7 @@ pub struct Metrics {
     pub decode_problems: IntCounterVec,
     pub worker_packets: IntCounterVec,
     pub worker_queue: IntGaugeVec,
-    pub worker_busy_ns: IntCounterVec,
+    pub worker_busy: CounterVec,
     pub flows_active: IntGaugeVec,
     pub flows_created: IntCounter,
     pub flows_expired: IntCounter,
@@ -149,12 +151,17 @@ impl Metrics {
                 "Batches waiting in a worker's queue.",
                 &["worker"],
             )?,
-            worker_busy_ns: counter_vec(
-                &r,
-                "segwatch_worker_busy_nanoseconds_total",
-                "Time a worker spent processing batches; rate() of it is the busy ratio (divide by 1e9).",
-                &["worker"],
-            )?,
+            worker_busy: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        "segwatch_worker_busy_seconds_total",
+                        "Time a worker spent processing batches; rate() of it is the worker's busy ratio.",
+                    ),
+                    &["worker"],
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             flows_active: gauge_vec(
                 &r,
                 "segwatch_flows_active",
@@ -280,7 +287,7 @@ impl ReaderMetrics {
 /// counters as last folded in.
 pub struct WorkerMetrics {
     packets: IntCounter,
-    busy_ns: IntCounter,
+    busy: Counter,
     active: IntGauge,
     problems: Vec<IntCounter>,
     created: IntCounter,
@@ -297,7 +304,7 @@ impl WorkerMetrics {
         let w = worker.to_string();
         WorkerMetrics {
             packets: m.worker_packets.with_label_values(&[&w]),
-            busy_ns: m.worker_busy_ns.with_label_values(&[&w]),
+            busy: m.worker_busy.with_label_values(&[&w]),
             active: m.flows_active.with_label_values(&[&w]),
             problems: DecodeProblem::ALL
                 .iter()
@@ -335,7 +342,7 @@ impl WorkerMetrics {
         self.evicted.inc_by(now[2] - self.folded_table[2]);
         self.folded_table = now;
         self.active.set(i64::try_from(active).unwrap_or(i64::MAX));
-        self.busy_ns.inc_by(busy_ns);
+        self.busy.inc_by(busy_ns as f64 / 1e9);
     }
 }
 
@@ -436,7 +443,7 @@ mod tests {
             "segwatch_worker_packets_total{worker=\"1\"} 10",
             "segwatch_flows_created_total 4",
             "segwatch_flows_active{worker=\"1\"} 3",
-            "segwatch_worker_busy_nanoseconds_total{worker=\"1\"} 1500",
+            "segwatch_worker_busy_seconds_total{worker=\"1\"} 0.0000015",
             "segwatch_decode_problems_total{reason=\"truncated_ip\"} 0",
             "segwatch_capture_dropped_packets_total{stage=\"kernel\"} 0",
             "# TYPE segwatch_batch_processing_seconds summary",
