@@ -3,7 +3,8 @@
 # file in the same run: a minimal libpcap loop with the same pcap crate
 # (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`; and segwatch
 # again with a segmentation policy of 1,000 zones and 1,000 rules loaded
-# (judging every flow, writing the events). Prints packets/s and the ratios; each tool runs ROUNDS times, interleaved, best time kept
+# (judging every flow, writing the events); and segwatch serving Prometheus
+# metrics while scraped every 100 ms. Prints packets/s and the ratios; each tool runs ROUNDS times, interleaved, best time kept
 # (shared machines are noisy; ratios matter more than absolute figures).
 #
 # Usage: benches/throughput.sh [FILE]      (default: generate bench-data/bench.pcap,
@@ -28,14 +29,26 @@ READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
 cat "$FILE" > /dev/null   # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
-best_segwatch=999999 best_pcap=999999 best_tcpdump=999999 best_policy=999999
-policy_ratios=()
+best_segwatch=999999 best_pcap=999999 best_tcpdump=999999 best_policy=999999 best_metrics=999999
+policy_ratios=() metrics_ratios=()
+# segwatch serving metrics while a scraper fetches /metrics every 100 ms
+# (ten times Prometheus's usual rate).
+scraped_run() {
+  ( while :; do curl -s -o /dev/null http://127.0.0.1:19947/metrics || true; sleep 0.1; done ) &
+  local scraper=$!
+  $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --metrics-listen 127.0.0.1:19947 2>/dev/null
+  kill "$scraper"; wait "$scraper" 2>/dev/null || true
+}
 for r in $(seq "$ROUNDS"); do
   t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --summary-json bench-data/summary.json; t1=$(now)
   s=$(echo "$t1 - $t0" | bc -l)
   # Right after the run without a policy, so their ratio shares the machine's mood.
   t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --config "$POLICY" --events bench-data/events.jsonl --summary-json bench-data/summary-policy.json; t1=$(now)
   y=$(echo "$t1 - $t0" | bc -l)
+  t0=$(now); scraped_run; t1=$(now)
+  m=$(echo "$t1 - $t0" | bc -l)
+  best_metrics=$(echo "if ($m < $best_metrics) $m else $best_metrics" | bc -l)
+  metrics_ratios+=("$(echo "$s / $m" | bc -l)")
   t0=$(now); "$READER" "$FILE" > bench-data/pcap_read.out; t1=$(now)
   p=$(echo "$t1 - $t0" | bc -l)
   t0=$(now); tcpdump -q -r "$FILE" -w /dev/null 2>/dev/null; t1=$(now)
@@ -45,7 +58,7 @@ for r in $(seq "$ROUNDS"); do
   policy_ratios+=("$(echo "$s / $y" | bc -l)")
   best_pcap=$(echo "if ($p < $best_pcap) $p else $best_pcap" | bc -l)
   best_tcpdump=$(echo "if ($d < $best_tcpdump) $d else $best_tcpdump" | bc -l)
-  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs  segwatch+policy %.3fs\n' "$r" "$s" "$p" "$d" "$y"
+  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs  segwatch+policy %.3fs  segwatch+metrics %.3fs\n' "$r" "$s" "$p" "$d" "$y" "$m"
 done
 frames=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' bench-data/pcap_read.out)
 flows=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["flows"])')
@@ -54,7 +67,7 @@ rss=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--wo
 echo
 echo "file: $FILE ($frames packets, $flows flows), segwatch workers: $workers, best of $ROUNDS"
 printf '%-22s %10s %14s\n' "" "seconds" "packets/s"
-for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy"; do
+for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy" "segwatch + metrics:$best_metrics"; do
   name=${row%%:*}; t=${row##*:}
   printf '%-22s %10.3f %14.0f\n' "$name" "$t" "$(echo "$frames / $t" | bc -l)"
 done
@@ -64,4 +77,7 @@ printf 'ratio with policy / without:      %.2f best of %d, %s median of the roun
   "$(echo "$best_segwatch / $best_policy" | bc -l)" "$ROUNDS" \
   "$(printf '%s\n' "${policy_ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')" \
   "$(wc -l < bench-data/events.jsonl)"
+printf 'ratio scraped every 100 ms / not: %.2f best of %d, %s median of the rounds\n' \
+  "$(echo "$best_segwatch / $best_metrics" | bc -l)" "$ROUNDS" \
+  "$(printf '%s\n' "${metrics_ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')"
 echo "segwatch peak RSS: $((rss / 1024)) MiB"

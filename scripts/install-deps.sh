@@ -8,7 +8,7 @@
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 bc time chromium nftables prometheus)
+  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus)
 fi
 missing=()
 for p in "${want[@]}"; do
