@@ -216,3 +216,50 @@ fn check_flows(path: &Path, stderr: &str) {
     assert_eq!(udp["bytes_rev"], 14 + 20 + 8 + 80);
     assert_eq!(find("udp", 9998)["outcome"], "rejected");
 }
+
+/// Regression: libpcap's read timeout does not fire on Linux while no packet
+/// arrives at all, so a silent interface used to block the reader forever:
+/// no idle expiry and no reaction to SIGTERM. The capture now polls.
+#[test]
+fn a_silent_interface_still_stops_on_sigterm() {
+    let ns = format!("sgw-quiet-{}", std::process::id() % 100_000);
+    if !ip(None, &["netns", "add", &ns]) {
+        eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    }
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(ns.clone());
+    assert!(ip(Some(&ns), &["link", "set", "lo", "up"]));
+    let mut sensor = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_segwatch")])
+        .args(["run", "--interface", "lo", "--quiet", "--no-metrics"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start segwatch run");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &sensor.id().to_string()])
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = sensor.try_wait() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = sensor.kill();
+            panic!("segwatch did not stop on SIGTERM on a silent interface");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
