@@ -2,9 +2,11 @@
 //! (198.18.77.0/24), real TCP and UDP between them, `segwatch run` capturing
 //! on one end. Skipped, with a message, where namespaces cannot be made.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Netns {
     a: String,
@@ -160,24 +162,7 @@ fn live_capture_between_two_namespaces() {
     assert!(client.success(), "client failed");
     let _ = server.wait();
     std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-INT", &sensor.id().to_string()])
-        .status();
-    let start = Instant::now();
-    let status = loop {
-        if let Ok(Some(s)) = sensor.try_wait() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "segwatch did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = sensor.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
+    let (status, err) = common::stop(&mut sensor, "INT", Duration::from_secs(10));
     assert!(status.success(), "segwatch run failed: {err}");
     check_flows(&flows, &err);
     let s: serde_json::Value =
@@ -242,24 +227,6 @@ fn a_silent_interface_still_stops_on_sigterm() {
         .spawn()
         .expect("start segwatch run");
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = Command::new("kill")
-        .args(["-TERM", &sensor.id().to_string()])
-        .status();
-    let start = Instant::now();
-    let status = loop {
-        if let Ok(Some(s)) = sensor.try_wait() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            let _ = sensor.kill();
-            panic!("segwatch did not stop on SIGTERM on a silent interface");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(2));
+    assert!(status.success(), "{err}");
 }

@@ -8,8 +8,10 @@
 //!
 //! Skipped with a message where namespaces, tc or nft are not available.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Run a set-up command; a failure is printed so a skip explains itself.
 fn run(args: &[&str]) -> bool {
@@ -23,14 +25,6 @@ fn run(args: &[&str]) -> bool {
         eprintln!("failed: {}: {}", args.join(" "), why.trim());
     }
     ok
-}
-
-fn has(program: &str) -> bool {
-    Command::new("which")
-        .arg(program)
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The namespaces of the test network; removed on drop.
@@ -272,7 +266,7 @@ fn connect(lab: &Lab, role: &str, host: &str, port: u16) -> String {
 #[test]
 fn violations_seen_on_a_mirror_port_match_what_happened() {
     for tool in ["ip", "tc", "nft", "python3"] {
-        if !has(tool) {
+        if !common::has(tool) {
             eprintln!(
                 "SKIPPED: {tool} is not installed (scripts/install-deps.sh test installs it)"
             );
@@ -321,27 +315,10 @@ fn violations_seen_on_a_mirror_port_match_what_happened() {
     assert_eq!(connect(&lab, "c", "198.18.3.2", 5432), "connected");
     std::thread::sleep(Duration::from_millis(500));
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &sensor.id().to_string()])
-        .status();
-    let start = Instant::now();
-    let status = loop {
-        if let Ok(Some(s)) = sensor.try_wait() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "segwatch did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(15));
     for s in &mut servers {
         let _ = s.kill();
         let _ = s.wait();
-    }
-    let mut err = String::new();
-    if let Some(mut e) = sensor.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
     assert!(status.success(), "segwatch run failed: {err}");
 

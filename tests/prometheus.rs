@@ -8,16 +8,10 @@
 //! Skipped with a message where namespaces or Prometheus are not available
 //! (`scripts/install-deps.sh test` installs the `prometheus` package).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn has(program: &str) -> bool {
-    Command::new("which")
-        .arg(program)
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 struct Netns(String);
 
@@ -152,7 +146,7 @@ fn query(ns: &Netns, promql: &str) -> Option<f64> {
 #[test]
 fn prometheus_stores_what_segwatch_counted() {
     for tool in ["ip", "prometheus", "promtool", "python3"] {
-        if !has(tool) {
+        if !common::has(tool) {
             eprintln!(
                 "SKIPPED: {tool} is not installed (scripts/install-deps.sh test installs it)"
             );
@@ -310,14 +304,7 @@ fn prometheus_stores_what_segwatch_counted() {
         ),
     ];
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &sensor.0.id().to_string()])
-        .status();
-    let status = sensor.0.wait().expect("segwatch exit");
-    let mut err = String::new();
-    if let Some(mut e) = sensor.0.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
+    let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(10));
     assert!(status.success(), "segwatch: {err}");
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");

@@ -124,11 +124,13 @@ pub fn format_rfc3339(ns: i64) -> String {
         .unwrap_or_else(|_| ns.to_string())
 }
 
-fn rfc3339<S: Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
+/// Serialize nanoseconds as RFC 3339 (for `serialize_with`).
+pub(crate) fn rfc3339<S: Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ns))
 }
 
-fn proto_str<S: Serializer>(p: &u8, s: S) -> Result<S::Ok, S::Error> {
+/// Serialize an IP protocol number by name (for `serialize_with`).
+pub(crate) fn proto_str<S: Serializer>(p: &u8, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&proto_name(*p))
 }
 

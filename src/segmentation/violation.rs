@@ -14,10 +14,9 @@
 
 use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::decode::proto;
-use crate::flow::record::format_rfc3339;
 use crate::flow::{FlowRecord, Outcome};
 use crate::policy::{Judgement, Policy};
 use crate::zones::{Pci, ZoneId};
@@ -123,7 +122,7 @@ impl Violation {
 /// A deduplicated violation, ready to write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ViolationEvent {
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::flow::record::rfc3339")]
     pub timestamp: i64,
     pub kind: &'static str,
     pub severity: Severity,
@@ -131,7 +130,7 @@ pub struct ViolationEvent {
     pub src_port: Option<u16>,
     pub dst_ip: Option<IpAddr>,
     pub dst_port: Option<u16>,
-    #[serde(serialize_with = "proto_str")]
+    #[serde(serialize_with = "crate::flow::record::proto_str")]
     pub proto: u8,
     pub src_zone: String,
     pub dst_zone: String,
@@ -142,9 +141,9 @@ pub struct ViolationEvent {
     pub packets_rev: u64,
     pub bytes_fwd: u64,
     pub bytes_rev: u64,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::flow::record::rfc3339")]
     pub first_seen: i64,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::flow::record::rfc3339")]
     pub last_seen: i64,
     pub rule: Option<String>,
     pub rule_line: Option<usize>,
@@ -157,14 +156,6 @@ pub struct ViolationEvent {
     pub distinct_dst_ports: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<String>>,
-}
-
-fn rfc3339<S: Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339(*ns))
-}
-
-fn proto_str<S: Serializer>(p: &u8, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::decode::proto_name(*p))
 }
 
 /// "TCP", "UDP", "ICMP" for sentences.

@@ -71,3 +71,41 @@ pub fn shared_pcaps() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
     p.is_dir().then_some(p)
 }
+
+/// Whether a program is on the PATH.
+pub fn has(program: &str) -> bool {
+    std::process::Command::new("which")
+        .arg(program)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Send `signal` (`"TERM"`, `"INT"`) to a running segwatch and wait up to
+/// `limit` for it to exit; its status and what it wrote on stderr (when
+/// piped). Kills it and panics if it does not stop in time.
+pub fn stop(
+    child: &mut std::process::Child,
+    signal: &str,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, String) {
+    let _ = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("segwatch did not stop within {limit:?} of SIG{signal}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status, err)
+}
