@@ -1,7 +1,7 @@
 //! The `segwatch` command line: subcommands and their options, nothing else.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -235,7 +235,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
-                print_out(&explain_config(&file, &cfg))?;
+                print_out(&segwatch::policy::explain::explain(
+                    &file,
+                    &cfg.policy,
+                    &cfg.warnings,
+                ))?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -254,75 +258,6 @@ fn print_out(text: &str) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// What `check-config` prints for a valid file: warnings first, then what
-/// the policy says in short.
-fn explain_config(file: &Path, cfg: &Config) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    for w in &cfg.warnings {
-        let _ = writeln!(out, "{}:{}: warning: {}", file.display(), w.line, w.message);
-    }
-    let p = &cfg.policy;
-    let _ = writeln!(
-        out,
-        "{}: valid ({} warning{})",
-        file.display(),
-        cfg.warnings.len(),
-        if cfg.warnings.len() == 1 { "" } else { "s" }
-    );
-    if p.is_empty() {
-        let _ = writeln!(out, "  no zones: flows are tracked but not judged");
-        return out;
-    }
-    let _ = writeln!(out, "  zones:");
-    for z in &p.zones {
-        let nets: Vec<String> = z.cidrs.iter().map(ToString::to_string).collect();
-        let vlans: Vec<String> = z.vlans.iter().map(ToString::to_string).collect();
-        let _ = writeln!(
-            out,
-            "    {:<16} {:<12} {}{}{}",
-            z.name,
-            z.pci.as_str(),
-            if z.implicit {
-                "(addresses in no zone)".to_string()
-            } else {
-                nets.join(" ")
-            },
-            if vlans.is_empty() { "" } else { " vlans " },
-            vlans.join(",")
-        );
-    }
-    let side = |s: &segwatch::policy::ZoneSet| match s {
-        segwatch::policy::ZoneSet::Any => "any".to_string(),
-        segwatch::policy::ZoneSet::Some(ids) => ids
-            .iter()
-            .map(|&i| p.zone(i).name.as_str())
-            .collect::<Vec<_>>()
-            .join("+"),
-    };
-    let _ = writeln!(out, "  rules (first match wins):");
-    for r in &p.rules {
-        let _ = writeln!(
-            out,
-            "    line {:<4} {:<5} {} -> {} {}  {}",
-            r.line,
-            format!("{:?}", r.action).to_lowercase(),
-            side(&r.from),
-            side(&r.to),
-            r.describe_service(),
-            r.name
-        );
-    }
-    let d = &p.defaults;
-    let _ = writeln!(
-        out,
-        "  otherwise: {} between zones, {} within a zone",
-        format!("{:?}", d.between_zones).to_lowercase(),
-        format!("{:?}", d.within_zone).to_lowercase()
-    );
-    out
 }
 
 fn load_config(common: &CommonArgs) -> Result<Config> {

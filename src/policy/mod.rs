@@ -8,6 +8,7 @@
 //! by zone pair, with separate lists for `any` on either side, so judging
 //! costs a few short list scans whatever the size of the policy.
 
+pub mod explain;
 pub mod load;
 
 use std::net::IpAddr;
