@@ -1,5 +1,5 @@
-//! A violation: a flow the policy denies. Workers produce one [`Violation`]
-//! per denied flow; the event sink deduplicates them into
+//! A violation: a flow the policy denies. The flow-analysis thread makes one
+//! [`Violation`] per denied flow and deduplicates them into
 //! [`ViolationEvent`]s, the JSON lines users and SIEMs read.
 //!
 //! Event fields: `timestamp` (first seen, RFC 3339 UTC), `kind`
@@ -67,7 +67,8 @@ impl Severity {
     }
 }
 
-/// One denied flow, as a worker saw it.
+/// One denied flow: the parts of its record that events need (a compact
+/// copy, without TCP flags and end reason), its zones, rule and severity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub start: i64,

@@ -1,5 +1,5 @@
 //! Where results leave segwatch: JSON lines (flow records, events), the
-//! violation event sink, and the PCI scope report.
+//! violation event output, and atomic file writes (reports, summaries).
 
 pub mod events;
 pub mod jsonl;
