@@ -2,9 +2,13 @@
 //!
 //! The pipeline is usable as a library: [`capture`] reads frames, [`decode`]
 //! summarises them, [`dispatch`] batches them to workers by a symmetric flow
-//! hash, [`worker`] tracks flows in a per-thread [`flow::FlowTable`], and
-//! [`pipeline`] wires it all together. [`synth`] builds capture files with known
-//! contents for tests, benchmarks and the bundled sample.
+//! hash, [`worker`] tracks flows in a per-thread [`flow::FlowTable`],
+//! [`analysis`] judges finished flows against the [`policy`] (zones in
+//! [`zones`], violations in [`segmentation`]) and writes them through
+//! [`sink`], [`report`] builds the PCI evidence report, [`metrics`] exports
+//! Prometheus metrics, and [`pipeline`] wires it all together. [`synth`]
+//! builds capture files with known contents for tests, benchmarks and the
+//! bundled sample.
 
 pub mod analysis;
 pub mod capture;
