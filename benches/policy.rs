@@ -37,6 +37,7 @@ fn flows(n: usize) -> Vec<FlowRecord> {
                 outcome: Outcome::Closed,
                 tcp_flags_fwd: None,
                 tcp_flags_rev: None,
+                odd_tcp_flags: None,
                 handshake: Some(true),
                 end_reason: EndReason::Timeout,
             }

@@ -19,6 +19,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use std::path::PathBuf;
+
+use crate::baseline::learn::Learner;
+use crate::baseline::model::Baseline;
+use crate::decode::ArpPacket;
+use crate::detect::{DetectStats, Detectors};
 use crate::flow::FlowRecord;
 use crate::metrics::{AnalysisMetrics, Metrics};
 use crate::policy::SharedPolicy;
@@ -30,6 +36,42 @@ use crate::zones::ZoneId;
 
 /// How often a live run looks at the wall clock when no flows arrive.
 const LIVE_TICK: Duration = Duration::from_secs(1);
+
+/// An ARP packet as the workers pass it on (for ARP spoofing and sweep
+/// detection, and IP-to-MAC bindings in baselines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpFact {
+    pub ts_ns: i64,
+    /// Innermost VLAN tag.
+    pub vlan: Option<u16>,
+    pub arp: ArpPacket,
+}
+
+/// What a worker hands over at the end of a batch.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub flows: Vec<FlowRecord>,
+    pub arp: Vec<ArpFact>,
+}
+
+/// Learning a baseline on this thread.
+pub struct LearnSetup {
+    pub learner: Learner,
+    /// Live learning: stop after this much packet time, save, and detect
+    /// with what was learned. `None`: learn until the capture ends.
+    pub duration_ns: Option<i64>,
+    /// Where the baseline is written (atomically).
+    pub out: PathBuf,
+}
+
+/// What learning produced.
+#[derive(Clone, Debug)]
+pub struct Learned {
+    pub baseline: Baseline,
+    pub saved_to: PathBuf,
+    /// Learning ran its full duration (live) or to the end of the capture.
+    pub completed_at_ns: Option<i64>,
+}
 
 /// What the analysis thread needs.
 pub struct AnalysisSetup {
@@ -43,6 +85,15 @@ pub struct AnalysisSetup {
     /// Live capture: wall-clock time closes windows when the wire is quiet.
     pub live: bool,
     pub metrics: Option<Arc<Metrics>>,
+    pub detectors: Option<Detectors>,
+    pub learn: Option<LearnSetup>,
+}
+
+/// Anomaly detection's results.
+#[derive(Debug, Default)]
+pub struct AnomalyReport {
+    pub stats: DetectStats,
+    pub baseline_loaded: bool,
 }
 
 /// What the analysis thread hands back.
@@ -52,13 +103,14 @@ pub struct AnalysisReport {
     /// Present when a policy was applied.
     pub tally: Option<SegTally>,
     pub events: Option<EventReport>,
+    pub anomalies: Option<AnomalyReport>,
+    pub learned: Option<Result<Learned, String>>,
 }
 
 struct Segmentation {
     policy: SharedPolicy,
     tally: SegTally,
     dedup: Deduper,
-    out: EventOutput,
     zones: Vec<Option<(ZoneId, ZoneId)>>,
     metrics: Option<AnalysisMetrics>,
 }
@@ -85,7 +137,7 @@ impl Segmentation {
     }
 
     /// Write the events whose windows closed (all of them at the end).
-    fn emit(&mut self, all: bool) -> io::Result<()> {
+    fn emit(&mut self, all: bool, out: &mut EventOutput) -> io::Result<()> {
         let events = if all {
             self.dedup.finish()
         } else {
@@ -94,12 +146,18 @@ impl Segmentation {
         if let Some(m) = &self.metrics {
             m.events(&events);
         }
-        self.out.emit(events)
+        out.emit(events)
     }
 }
 
+/// Learning, then (live, after its duration) detecting with the result.
+struct Learning {
+    setup: LearnSetup,
+    started: Option<i64>,
+}
+
 /// Run until every worker has hung up.
-pub fn run(rx: Receiver<Vec<FlowRecord>>, setup: AnalysisSetup) -> io::Result<AnalysisReport> {
+pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisReport> {
     let AnalysisSetup {
         policy,
         hold_ns,
@@ -107,15 +165,34 @@ pub fn run(rx: Receiver<Vec<FlowRecord>>, setup: AnalysisSetup) -> io::Result<An
         mut flows_out,
         live,
         metrics,
+        mut detectors,
+        learn,
     } = setup;
+    let mut out = EventOutput::new(events_out);
     let mut seg = policy.map(|p| Segmentation {
         tally: SegTally::new(&p),
         dedup: Deduper::new(p.clone(), hold_ns),
-        out: EventOutput::new(events_out),
         zones: Vec::new(),
-        metrics: metrics.map(AnalysisMetrics::new),
+        metrics: metrics.clone().map(AnalysisMetrics::new),
         policy: p,
     });
+    let mut anomaly_metrics = metrics.map(AnalysisMetrics::new);
+    let mut learning = learn.map(|setup| Learning {
+        setup,
+        started: None,
+    });
+    let mut learned = None;
+    if let Some(m) = &anomaly_metrics {
+        m.baseline_state(
+            learning.is_some(),
+            detectors.as_ref().is_some_and(Detectors::has_baseline),
+            learning
+                .as_ref()
+                .and_then(|l| l.setup.duration_ns)
+                .map(|d| d as f64 / 1e9),
+        );
+    }
+    let mut now = i64::MIN;
     loop {
         let next = if live {
             rx.recv_timeout(LIVE_TICK)
@@ -125,36 +202,117 @@ pub fn run(rx: Receiver<Vec<FlowRecord>>, setup: AnalysisSetup) -> io::Result<An
         match next {
             Ok(chunk) => {
                 if let Some(s) = &mut seg {
-                    s.judge(&chunk);
+                    s.judge(&chunk.flows);
+                }
+                now = chunk
+                    .flows
+                    .iter()
+                    .map(|r| r.end)
+                    .chain(chunk.arp.iter().map(|a| a.ts_ns))
+                    .fold(now, i64::max);
+                if let Some(l) = &mut learning {
+                    l.setup.learner.flows_done(&chunk.flows);
+                    l.setup.learner.arp(&chunk.arp);
+                }
+                if let Some(d) = &mut detectors {
+                    d.flows(&chunk.flows);
+                    d.arp(&chunk.arp);
                 }
                 if let Some(w) = &mut flows_out {
-                    for r in &chunk {
+                    for r in &chunk.flows {
                         w.write(r)?;
                     }
                     w.chunk_done()?;
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
+                now = now.max(crate::pipeline::wall_clock_ns());
                 if let Some(s) = &mut seg {
-                    s.dedup.advance_clock(crate::pipeline::wall_clock_ns());
+                    s.dedup.advance_clock(now);
+                }
+                if let Some(d) = &mut detectors {
+                    d.advance_clock(now);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if let Some(l) = &mut learning
+            && let Some(duration) = l.setup.duration_ns
+            && now != i64::MIN
+        {
+            let started = *l.started.get_or_insert(now);
+            let left = started.saturating_add(duration).saturating_sub(now);
+            if let Some(m) = &anomaly_metrics {
+                m.baseline_state(true, false, Some(left.max(0) as f64 / 1e9));
+            }
+            if left <= 0 {
+                let done = learning.take().map(|l| finish_learning(l.setup, Some(now)));
+                if let (Some(Ok(l)), Some(d)) = (&done, &mut detectors) {
+                    d.set_baseline(l.baseline.clone());
+                }
+                if let Some(m) = &anomaly_metrics {
+                    m.baseline_state(
+                        false,
+                        detectors.as_ref().is_some_and(Detectors::has_baseline),
+                        None,
+                    );
+                }
+                learned = done;
+            }
+        }
         if let Some(s) = &mut seg {
-            s.emit(false)?;
+            s.emit(false, &mut out)?;
+        }
+        if let Some(d) = &mut detectors {
+            let events = d.take();
+            if let Some(m) = &mut anomaly_metrics {
+                m.anomalies(&events);
+            }
+            out.emit_anomalies(events)?;
         }
     }
     let mut report = AnalysisReport::default();
-    if let Some(mut s) = seg {
-        s.emit(true)?;
-        let mut events = s.out.finish()?;
+    if let Some(l) = learning.take() {
+        let end = l.setup.learner.flows();
+        learned = Some(finish_learning(l.setup, None));
+        tracing::debug!(flows = end, "learning ended with the capture");
+    }
+    report.learned = learned;
+    if let Some(s) = &mut seg {
+        s.emit(true, &mut out)?;
+    }
+    let mut events = out.finish()?;
+    if let Some(s) = seg {
         events.stats = s.dedup.stats;
         report.tally = Some(s.tally);
         report.events = Some(events);
+    } else if detectors.is_some() {
+        report.events = Some(events);
+    }
+    if let Some(d) = detectors {
+        report.anomalies = Some(AnomalyReport {
+            baseline_loaded: d.has_baseline(),
+            stats: d.stats,
+        });
     }
     if let Some(w) = flows_out {
         report.flows_written = w.finish()?;
     }
     Ok(report)
+}
+
+fn finish_learning(setup: LearnSetup, at: Option<i64>) -> Result<Learned, String> {
+    let baseline = setup.learner.finish();
+    baseline.save(&setup.out).map_err(|e| e.to_string())?;
+    tracing::info!(
+        path = %setup.out.display(),
+        hosts = baseline.hosts.len(),
+        flows = baseline.learned.flows,
+        "baseline saved"
+    );
+    Ok(Learned {
+        baseline,
+        saved_to: setup.out,
+        completed_at_ns: at,
+    })
 }

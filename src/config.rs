@@ -13,6 +13,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::capture::LiveOptions;
+use crate::detect::settings::{DetectSettings, RawAllow, RawDetect, RawLearn};
 use crate::flow::Timeouts;
 use crate::pipeline::PipelineConfig;
 use crate::policy::SharedPolicy;
@@ -50,6 +51,12 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    detect: RawDetect,
+    #[serde(default)]
+    allow: Vec<Spanned<RawAllow>>,
+    #[serde(default)]
+    learn: RawLearn,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +116,8 @@ pub struct Config {
     /// Where `/metrics` listens (`run` always serves; `analyze` only with
     /// `--metrics-listen`); `None`: [`crate::metrics::DEFAULT_LISTEN`].
     pub metrics_listen: Option<String>,
+    /// Anomaly detection and baseline learning.
+    pub detect: DetectSettings,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
 }
@@ -226,23 +235,32 @@ impl Config {
             .filter_map(|(i, b)| (b == b'\n').then_some(i))
             .collect();
         let line_of = |offset: usize| newlines.partition_point(|&n| n < offset) + 1;
+        let loc = Locator {
+            invalid: &invalid,
+            line_of: &line_of,
+        };
         let (policy, warnings) = crate::policy::load::build(
             RawParts {
                 zones: raw.zone,
                 rules: raw.rule,
                 policy: raw.policy,
             },
-            &Locator {
-                invalid: &invalid,
-                line_of: &line_of,
-            },
+            &loc,
         )?;
+        let mut detect = crate::detect::settings::build(raw.detect, raw.allow, raw.learn, &loc)?;
+        // A relative baseline path is relative to the config file.
+        if let (Some(b), Some(dir)) = (&detect.baseline, path.parent())
+            && b.is_relative()
+        {
+            detect.baseline = Some(dir.join(b));
+        }
         Ok(Config {
             capture,
             pipeline,
             policy: std::sync::Arc::new(policy),
             warnings,
             metrics_listen,
+            detect,
             source: Some(path.to_path_buf()),
         })
     }

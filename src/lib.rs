@@ -11,9 +11,11 @@
 //! bundled sample.
 
 pub mod analysis;
+pub mod baseline;
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod detect;
 pub mod dispatch;
 pub mod flow;
 pub mod metrics;

@@ -9,8 +9,13 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use segwatch::analysis::LearnSetup;
+use segwatch::baseline::Baseline;
+use segwatch::baseline::learn::Learner;
 use segwatch::capture::{FileSource, FrameSource, LiveSource};
 use segwatch::config::Config;
+use segwatch::detect::Detectors;
+use segwatch::detect::network::Networks;
 use segwatch::pipeline::{self, RunHooks};
 use segwatch::summary::RunSummary;
 use segwatch::synth;
@@ -40,6 +45,14 @@ enum Command {
     /// Write the PCI scope evidence report (HTML and JSON) for capture files:
     /// the same as `analyze FILE... --config C --report DIR --quiet`.
     Report(ReportArgs),
+    /// Learn a baseline of normal traffic from capture files and write it
+    /// (atomically) to --out; --extend adds to an existing baseline.
+    Learn(LearnArgs),
+    /// Inspect baseline files.
+    Baseline {
+        #[command(subcommand)]
+        what: BaselineWhat,
+    },
     /// Validate a configuration file and explain its policy; exit 0 when
     /// valid (warnings are printed), 1 when not.
     CheckConfig {
@@ -51,6 +64,42 @@ enum Command {
         #[command(subcommand)]
         what: GenerateWhat,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BaselineWhat {
+    /// Summarise a baseline: what it was learned from, its zones and its
+    /// busiest hosts with their peers, services and learned distributions.
+    Show {
+        /// The baseline file.
+        file: PathBuf,
+        /// Hosts to list (the busiest first).
+        #[arg(long, default_value_t = 20)]
+        hosts: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+struct LearnArgs {
+    /// Capture files to learn from (merged in time order).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// TOML configuration: zones (the baseline is kept per zone) and [learn] caps.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// The baseline file to write (for example baselines/office.json).
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// Add to the baseline already in --out instead of starting afresh
+    /// (without it, learning starts from nothing: a reset).
+    #[arg(long)]
+    extend: bool,
+    /// Worker threads; 0 or absent: available cores minus one, at least one.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Do not print the summary.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +135,14 @@ enum GenerateWhat {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         rules: u32,
     },
+    /// The anomaly scenario: two days of a small office to learn from, and a
+    /// morning with one injected case of every detector's kind
+    /// (learn.pcap, detect.pcap, detect-benign.pcap, segwatch.toml).
+    Scenario {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A SYN flood from random spoofed sources (one half-open flow per SYN).
     Flood {
         /// Output capture file.
@@ -109,10 +166,18 @@ struct CommonArgs {
     /// Write finished flows as JSON lines to PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
     flows: Option<PathBuf>,
-    /// Write segmentation violations as JSON lines to PATH ("-" for stdout);
-    /// needs a config with zones.
+    /// Write events (segmentation violations and anomalies) as JSON lines to
+    /// PATH ("-" for stdout).
     #[arg(long, value_name = "PATH")]
     events: Option<PathBuf>,
+    /// Compare traffic with this learned baseline (overrides [detect]
+    /// baseline in the config). Without one, only the detectors that need
+    /// no baseline run (scan, beacon, tcp_flags, arp_spoof).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Run no anomaly detectors.
+    #[arg(long)]
+    no_detect: bool,
     /// Write the PCI scope evidence report (HTML and JSON) into DIR; needs a
     /// config with zones.
     #[arg(long, value_name = "DIR")]
@@ -184,6 +249,15 @@ struct RunArgs {
     /// Do not serve Prometheus metrics.
     #[arg(long)]
     no_metrics: bool,
+    /// Learn a baseline for this long (packet time: "7d", "12h", "30m"),
+    /// write it to --baseline, then detect with it. Detectors that need no
+    /// baseline run meanwhile.
+    #[arg(long, value_name = "DURATION", requires = "baseline")]
+    learn_for: Option<humantime::Duration>,
+    /// With --learn-for: add to the baseline already in --baseline instead
+    /// of starting afresh.
+    #[arg(long, requires = "learn_for")]
+    extend: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -226,6 +300,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 events: r.events,
                 report: Some(r.out),
                 summary_json: None,
+                baseline: None,
+                no_detect: false,
                 metrics_listen: None,
                 workers: None,
                 max_flows: None,
@@ -248,7 +324,86 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Generate { what } => generate(what),
+        Command::Learn(l) => learn(l),
+        Command::Baseline {
+            what: BaselineWhat::Show { file, hosts },
+        } => {
+            let b = Baseline::load(&file)?;
+            print_out(&segwatch::baseline::show::render(&b, hosts))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The detectors a run uses (None with --no-detect or `[detect] enabled = false`),
+/// with the baseline from --baseline or the config unless `learning`.
+fn detectors(cfg: &Config, common: &CommonArgs, learning: bool) -> Result<Option<Detectors>> {
+    if common.no_detect || !cfg.detect.enabled {
+        return Ok(None);
+    }
+    let nets = Networks::new(Some(&cfg.policy));
+    let path = common
+        .baseline
+        .clone()
+        .or_else(|| cfg.detect.baseline.clone());
+    let baseline = match path {
+        Some(p) if !learning => Some(Baseline::load(&p)?),
+        _ => None,
+    };
+    Ok(Some(Detectors::new(nets, cfg.detect.clone(), baseline)))
+}
+
+fn learn(l: LearnArgs) -> Result<ExitCode> {
+    let common = CommonArgs {
+        config: l.config,
+        flows: None,
+        events: None,
+        report: None,
+        summary_json: None,
+        baseline: None,
+        no_detect: true,
+        metrics_listen: None,
+        workers: l.workers,
+        max_flows: None,
+        quiet: l.quiet,
+    };
+    let cfg = load_config(&common)?;
+    let existing = if l.extend && l.out.exists() {
+        Some(Baseline::load(&l.out)?)
+    } else {
+        None
+    };
+    let mut learner = Learner::new(
+        Networks::new(Some(&cfg.policy)),
+        cfg.detect.limits,
+        cfg.detect.beacon.clone(),
+        existing,
+    );
+    for f in &l.files {
+        learner.add_source(f.display().to_string());
+    }
+    let mut source = FileSource::open(&l.files)?;
+    let hooks = RunHooks {
+        policy: Some(cfg.policy.clone()),
+        learn: Some(LearnSetup {
+            learner,
+            duration_ns: None,
+            out: l.out.clone(),
+        }),
+        ..RunHooks::default()
+    };
+    let summary = pipeline::run(&mut source, &cfg.pipeline, None, hooks)?;
+    report(&summary, &common)?;
+    match &summary.learned {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => anyhow::bail!("{e}"),
+        None => anyhow::bail!("no baseline was learned"),
+    }
+    Ok(if summary.capture.file_problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Print to stdout; a reader that closed the pipe (`| head`) is not an error.
@@ -265,9 +420,15 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    if (common.events.is_some() || common.report.is_some()) && cfg.policy.is_empty() {
+    if common.report.is_some() && cfg.policy.is_empty() {
         anyhow::bail!(
-            "--events and --report need a segmentation policy: pass --config FILE with [[zone]] and [[rule]] sections (see configs/segwatch.example.toml)"
+            "--report needs a segmentation policy: pass --config FILE with [[zone]] and [[rule]] sections (see configs/segwatch.example.toml)"
+        );
+    }
+    if common.events.is_some() && cfg.policy.is_empty() && (common.no_detect || !cfg.detect.enabled)
+    {
+        anyhow::bail!(
+            "--events has nothing to write: anomaly detection is off and the config has no segmentation policy"
         );
     }
     for w in &cfg.warnings {
@@ -319,6 +480,8 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         policy: Some(cfg.policy.clone()),
         events: a.common.events.as_deref(),
         metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
+        detectors: detectors(&cfg, &a.common, false)?,
+        learn: None,
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, a.common.flows.as_deref(), hooks)?;
     if let Some(b) = &bar {
@@ -371,12 +534,40 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| segwatch::metrics::DEFAULT_LISTEN.to_string());
         Some(serve_metrics(&addr, cfg.pipeline.workers)?)
     };
+    let learn = match (r.learn_for, &r.common.baseline) {
+        (Some(d), Some(out)) => {
+            let existing = if r.extend && out.exists() {
+                Some(Baseline::load(out)?)
+            } else {
+                None
+            };
+            let mut learner = Learner::new(
+                Networks::new(Some(&cfg.policy)),
+                cfg.detect.limits,
+                cfg.detect.beacon.clone(),
+                existing,
+            );
+            learner.add_source(format!("interface {}", cfg.capture.interface));
+            eprintln!(
+                "learning a baseline for {d} (packet time), then detecting with it; it will be written to {}",
+                out.display()
+            );
+            Some(LearnSetup {
+                learner,
+                duration_ns: Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+                out: out.clone(),
+            })
+        }
+        _ => None,
+    };
     let hooks = RunHooks {
         stop: Some(&stop),
         progress: None,
         policy: Some(cfg.policy.clone()),
         events: r.common.events.as_deref(),
         metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
+        detectors: detectors(&cfg, &r.common, learn.is_some())?,
+        learn,
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;
@@ -455,6 +646,14 @@ fn generate(what: GenerateWhat) -> Result<ExitCode> {
                 synth::policy::large_policy(zones, rules).as_bytes(),
             )?;
             println!("wrote {zones} zones and {rules} rules to {}", out.display());
+        }
+        GenerateWhat::Scenario { out } => {
+            synth::scenario::write(&out)
+                .with_context(|| format!("cannot write the scenario into {}", out.display()))?;
+            println!(
+                "wrote learn.pcap, detect.pcap, detect-benign.pcap and segwatch.toml to {}",
+                out.display()
+            );
         }
         GenerateWhat::Flood { out, packets, rate } => {
             let w = synth::bench::write_syn_flood(&out, packets, rate, synth::office::START_NS)

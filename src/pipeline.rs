@@ -99,6 +99,20 @@ pub struct RunHooks<'a> {
     /// Export counters to these Prometheus metrics (created for the same
     /// number of workers).
     pub metrics: Option<Arc<Metrics>>,
+    /// Anomaly detectors to run on every finished flow and ARP packet.
+    pub detectors: Option<crate::detect::Detectors>,
+    /// Learn a baseline.
+    pub learn: Option<crate::analysis::LearnSetup>,
+}
+
+/// What anomaly detection found in a run.
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyResult {
+    pub stats: crate::detect::DetectStats,
+    pub baseline_loaded: bool,
+    /// The events (the first [`crate::sink::events::REPORT_EVENT_CAP`]).
+    pub events: Vec<crate::detect::AnomalyEvent>,
+    pub written: u64,
 }
 
 /// What segmentation checking found in a run.
@@ -114,7 +128,7 @@ pub fn run(
     source: &mut dyn FrameSource,
     cfg: &PipelineConfig,
     flows_out: Option<&Path>,
-    hooks: RunHooks<'_>,
+    mut hooks: RunHooks<'_>,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let workers = cfg.workers.max(1);
@@ -124,13 +138,18 @@ pub fn run(
         .transpose()
         .map_err(PipelineError::FlowOutput)?;
     let policy = hooks.policy.clone().filter(|p| !p.is_empty());
-    let events_writer = match (&policy, hooks.events) {
-        (Some(_), Some(p)) => {
+    let detectors = hooks.detectors.take();
+    let learn = hooks.learn.take();
+    let judging = policy.is_some() || detectors.is_some();
+    let events_writer = match hooks.events {
+        Some(p) if judging => {
             Some(JsonLinesWriter::create(p, !live).map_err(PipelineError::EventOutput)?)
         }
         _ => None,
     };
-    let analysis = (flows_writer.is_some() || policy.is_some()).then(|| AnalysisSetup {
+    let want_arp = detectors.is_some() || learn.is_some();
+    let analyzing = flows_writer.is_some() || judging || learn.is_some();
+    let analysis = analyzing.then(|| AnalysisSetup {
         policy: policy.clone(),
         // A window of violations stays open until the longest-lived kind
         // of flow that started in it has had time to end.
@@ -139,6 +158,8 @@ pub fn run(
         flows_out: flows_writer,
         live,
         metrics: hooks.metrics.clone(),
+        detectors,
+        learn,
     });
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
@@ -170,7 +191,8 @@ pub fn run(
             let handle = std::thread::Builder::new()
                 .name(format!("segwatch-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    let mut worker = Worker::new(per_worker_flows, timeouts, hasher, records);
+                    let mut worker =
+                        Worker::new(per_worker_flows, timeouts, hasher, records, want_arp);
                     if let Some(m) = &worker_metrics {
                         worker = worker.with_metrics(WorkerMetrics::new(m, i), live);
                     }
@@ -271,7 +293,20 @@ pub fn run(
     summary.capture.file_problems = source.problems();
     summary.capture.truncated_frames = summary.worker.truncated_frames;
     summary.capture.fragments_attributed = summary.worker.fragments_attributed;
-    if let (Some(policy), Some(tally), Some(events)) = (policy, analysis.tally, analysis.events) {
+    let mut events = analysis.events;
+    if let Some(a) = analysis.anomalies {
+        let (kept, written) = events.as_mut().map_or((Vec::new(), 0), |e| {
+            (std::mem::take(&mut e.anomalies), e.anomalies_written)
+        });
+        summary.anomalies = Some(AnomalyResult {
+            stats: a.stats,
+            baseline_loaded: a.baseline_loaded,
+            events: kept,
+            written,
+        });
+    }
+    summary.learned = analysis.learned;
+    if let (Some(policy), Some(tally), Some(events)) = (policy, analysis.tally, events) {
         summary.segmentation = Some(SegmentationResult {
             policy,
             tally,

@@ -184,6 +184,10 @@ pub struct RunSummary {
     pub flows: FlowTotals,
     /// Segmentation checking, when a policy with zones was loaded.
     pub segmentation: Option<crate::pipeline::SegmentationResult>,
+    /// Present when anomaly detectors ran.
+    pub anomalies: Option<crate::pipeline::AnomalyResult>,
+    /// Present when a baseline was learned (or learning failed to save).
+    pub learned: Option<Result<crate::analysis::Learned, String>>,
     pub elapsed_secs: f64,
 }
 
@@ -200,6 +204,8 @@ impl Default for RunSummary {
             table: TableStats::default(),
             flows: FlowTotals::default(),
             segmentation: None,
+            anomalies: None,
+            learned: None,
             elapsed_secs: 0.0,
         }
     }
@@ -273,6 +279,29 @@ impl RunSummary {
                     "aggregate_events": st.aggregates,
                     "events_by_severity": crate::segmentation::Severity::ALL.iter().map(|v| (v.as_str(), st.by_severity[*v as usize])).collect::<BTreeMap<_, _>>(),
                 })
+            }),
+            "anomalies": self.anomalies.as_ref().map(|a| {
+                let mut by: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+                for ((d, sev), n) in &a.stats.events {
+                    by.entry(d.as_str().to_string()).or_default().insert(sev.as_str(), *n);
+                }
+                serde_json::json!({
+                    "baseline_loaded": a.baseline_loaded,
+                    "events": a.stats.total(),
+                    "events_by_detector": by,
+                    "suppressed": a.stats.suppressed,
+                    "allowlisted": a.stats.allowed.values().sum::<u64>(),
+                    "below_min_severity": a.stats.below_min_severity,
+                })
+            }),
+            "baseline_learned": self.learned.as_ref().map(|l| match l {
+                Ok(l) => serde_json::json!({
+                    "path": l.saved_to,
+                    "flows": l.baseline.learned.flows,
+                    "hosts": l.baseline.hosts.len(),
+                    "zones": l.baseline.zones.len(),
+                }),
+                Err(e) => serde_json::json!({"error": e}),
             }),
             "elapsed_seconds": self.elapsed_secs,
             "packets_per_second": self.packets_per_sec(),
@@ -418,6 +447,54 @@ impl fmt::Display for RunSummary {
                 .map(|v| format!("{} {}", st.by_severity[*v as usize], v.as_str()))
                 .collect();
             writeln!(f, "    by severity    {}", sev.join(", "))?;
+        }
+        if let Some(a) = &self.anomalies {
+            let st = &a.stats;
+            writeln!(
+                f,
+                "  anomalies        {} events ({}), {} repeats suppressed, {} allowlisted, {} under min_severity",
+                st.total(),
+                if a.baseline_loaded {
+                    "compared with a baseline"
+                } else {
+                    "no baseline: scan, beacon, tcp_flags and arp_spoof only"
+                },
+                st.suppressed,
+                st.allowed.values().sum::<u64>(),
+                st.below_min_severity
+            )?;
+            let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+            for ((d, _), n) in &st.events {
+                *by.entry(d.as_str()).or_default() += n;
+            }
+            if !by.is_empty() {
+                let parts: Vec<String> = by.iter().map(|(d, n)| format!("{n} {d}")).collect();
+                writeln!(f, "    by detector    {}", parts.join(", "))?;
+            }
+            for e in a
+                .events
+                .iter()
+                .filter(|e| e.severity >= crate::segmentation::Severity::High)
+                .take(5)
+            {
+                writeln!(f, "    {:<8}      {}", e.severity.as_str(), e.explanation)?;
+            }
+        }
+        match &self.learned {
+            Some(Ok(l)) => {
+                let b = &l.baseline;
+                writeln!(
+                    f,
+                    "  baseline         learned from {} flows: {} hosts, {} zones, {} ARP bindings; written to {}",
+                    b.learned.flows,
+                    b.hosts.len(),
+                    b.zones.len(),
+                    b.arp.len(),
+                    l.saved_to.display()
+                )?;
+            }
+            Some(Err(e)) => writeln!(f, "  baseline         NOT SAVED: {e}")?,
+            None => {}
         }
         Ok(())
     }

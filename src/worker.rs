@@ -8,6 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use hdrhistogram::Histogram;
 
+use crate::analysis::{ArpFact, Chunk};
 use crate::decode::{Body, decode};
 use crate::dispatch::Batch;
 use crate::dispatch::fragments::FragmentPorts;
@@ -46,35 +47,46 @@ struct Prepared {
 }
 
 /// Where finished flows go: the worker's totals and, when attached, the
-/// flow-analysis thread (in chunks).
+/// flow-analysis thread (in chunks, with the batch's ARP packets when
+/// `arp` is set).
 struct FinishedFlows {
     totals: FlowTotals,
-    sink: Option<Sender<Vec<FlowRecord>>>,
-    chunk: Vec<FlowRecord>,
+    sink: Option<Sender<Chunk>>,
+    chunk: Chunk,
+    arp: bool,
 }
 
 impl FinishedFlows {
     fn finish(&mut self, flow: &Flow, reason: EndReason) {
         let record = FlowRecord::from_flow(flow, reason);
         self.totals.add(&record);
-        if let Some(tx) = &self.sink {
-            self.chunk.push(record);
-            if self.chunk.len() >= RECORD_CHUNK {
-                let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(RECORD_CHUNK));
-                // The sink only goes away on a write error it reports itself.
-                let _ = tx.send(full);
+        if self.sink.is_some() {
+            self.chunk.flows.push(record);
+            if self.chunk.flows.len() >= RECORD_CHUNK {
+                self.send();
             }
+        }
+    }
+
+    fn send(&mut self) {
+        if let Some(tx) = &self.sink {
+            let full = std::mem::replace(
+                &mut self.chunk,
+                Chunk {
+                    flows: Vec::with_capacity(RECORD_CHUNK),
+                    arp: Vec::new(),
+                },
+            );
+            // The sink only goes away on a write error it reports itself.
+            let _ = tx.send(full);
         }
     }
 
     /// Hand over what is pending: at the end of each batch (so live records
     /// and events are prompt) and at the end of the run.
     fn flush(&mut self) {
-        if let Some(tx) = &self.sink
-            && !self.chunk.is_empty()
-        {
-            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(RECORD_CHUNK));
-            let _ = tx.send(full);
+        if !self.chunk.flows.is_empty() || !self.chunk.arp.is_empty() {
+            self.send();
         }
     }
 }
@@ -99,7 +111,8 @@ impl Worker {
         max_flows: usize,
         timeouts: Timeouts,
         hasher: ahash::RandomState,
-        records: Option<Sender<Vec<FlowRecord>>>,
+        records: Option<Sender<Chunk>>,
+        arp: bool,
     ) -> Worker {
         Worker {
             prepared: Vec::new(),
@@ -109,8 +122,9 @@ impl Worker {
             counters: WorkerCounters::default(),
             finished: FinishedFlows {
                 totals: FlowTotals::default(),
+                arp: arp && records.is_some(),
                 sink: records,
-                chunk: Vec::new(),
+                chunk: Chunk::default(),
             },
             now_ns: i64::MIN,
             metrics: None,
@@ -152,9 +166,16 @@ impl Worker {
             let mut p = decoded.packet;
             let ip = match &mut p.body {
                 Body::Ip(ip) => ip,
-                Body::Arp(_) => {
+                Body::Arp(arp) => {
                     counters.packets += 1;
                     counters.arp_packets += 1;
+                    if finished.arp {
+                        finished.chunk.arp.push(ArpFact {
+                            ts_ns: p.ts_ns,
+                            vlan: p.vlans.inner.or(p.vlans.outer),
+                            arp: *arp,
+                        });
+                    }
                     continue;
                 }
             };

@@ -261,19 +261,32 @@ fn check_config_explains_the_policy_and_its_warnings() {
 }
 
 #[test]
-fn events_and_report_need_a_policy() {
+fn report_needs_a_policy_and_events_need_something_to_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ev = dir.path().join("ev.jsonl");
     let sample = repo("configs/sample/office.pcap");
     let out = segwatch(&[
         "analyze",
         sample.to_str().unwrap_or_default(),
+        "--report",
+        dir.path().join("r").to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs a segmentation policy"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = segwatch(&[
+        "analyze",
+        sample.to_str().unwrap_or_default(),
+        "--no-detect",
         "--events",
         ev.to_str().unwrap_or_default(),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("need a segmentation policy"),
+        text(&out.stderr).contains("nothing to write"),
         "{}",
         text(&out.stderr)
     );
@@ -296,7 +309,11 @@ fn events_and_report_need_a_policy() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    let critical: Vec<_> = events
+    let violations: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "segmentation_violation")
+        .collect();
+    let critical: Vec<_> = violations
         .iter()
         .filter(|e| e["severity"] == "critical")
         .collect();
@@ -309,7 +326,18 @@ fn events_and_report_need_a_policy() {
     .expect("json");
     assert_eq!(
         report["violations"].as_array().map(Vec::len),
-        Some(events.len())
+        Some(violations.len())
+    );
+    // Without a baseline, anomalies come only from the detectors that need none.
+    assert!(
+        events.iter().filter(|e| e["kind"] == "anomaly").all(|e| [
+            "scan",
+            "beacon",
+            "tcp_flags",
+            "arp_spoof"
+        ]
+        .contains(&e["detector"].as_str().unwrap_or_default())),
+        "{events:?}"
     );
     assert!(!dir.path().join("rep/pci-report.json.partial").exists());
 }

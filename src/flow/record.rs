@@ -7,8 +7,9 @@
 //! ICMP type and code), `vlan` (outer tag or null), `inner_vlan` (QinQ only),
 //! `packets_fwd`, `packets_rev`, `bytes_fwd`, `bytes_rev` (bytes = frame length
 //! on the wire; fwd = sent by the initiator), `outcome`, `tcp_flags_fwd`,
-//! `tcp_flags_rev` (TCP only, letters `SAFRPUEC`), `handshake` (TCP only) and
-//! `end_reason`.
+//! `tcp_flags_rev` (TCP only, letters `SAFRPUEC`), `odd_tcp_flags` (the first
+//! impossible flag combination, such as a NULL or Xmas probe; only when seen),
+//! `handshake` (TCP only) and `end_reason`.
 
 use std::net::IpAddr;
 
@@ -57,6 +58,8 @@ pub struct FlowRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_flags_rev: Option<TcpFlags>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub odd_tcp_flags: Option<TcpFlags>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake: Option<bool>,
     pub end_reason: EndReason,
 }
@@ -99,6 +102,7 @@ impl FlowRecord {
             outcome: flow.outcome(),
             tcp_flags_fwd: tcp.then_some(TcpFlags(flow.flags[fwd.index()])),
             tcp_flags_rev: tcp.then_some(TcpFlags(flow.flags[rev.index()])),
+            odd_tcp_flags: flow.odd_tcp_flags().map(TcpFlags),
             handshake: tcp.then_some(flow.handshake_completed()),
             end_reason,
         }

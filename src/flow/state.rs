@@ -82,6 +82,19 @@ const FIN_LO: u16 = 1 << 6;
 const FIN_HI: u16 = 1 << 7;
 const RST_AFTER_ACCEPT: u16 = 1 << 8;
 const HAS_ICMP: u16 = 1 << 9;
+const ODD_FLAGS: u16 = 1 << 10;
+
+/// A TCP flag combination no conforming stack sends; scanners (NULL, FIN,
+/// Xmas) and evasion tools do. Every segment but the first SYN carries ACK,
+/// except a RST; SYN never goes with FIN or RST.
+pub fn impossible_tcp_flags(f: u8) -> bool {
+    use tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+    let f = f & (FIN | SYN | RST | PSH | ACK | URG);
+    f == 0
+        || f & (SYN | FIN) == SYN | FIN
+        || f & (SYN | RST) == SYN | RST
+        || (f & ACK == 0 && f & (FIN | PSH | URG) != 0)
+}
 
 /// What the flow table needs to know about one packet of a flow.
 #[derive(Clone, Copy, Debug)]
@@ -113,6 +126,8 @@ pub struct Flow {
     bits: u16,
     /// ICMP type and code of the first ICMP message from the first sender.
     icmp: [u8; 2],
+    /// The first impossible TCP flag combination seen (valid with `ODD_FLAGS`).
+    odd_flags: u8,
 }
 
 impl Flow {
@@ -138,6 +153,7 @@ impl Flow {
             initiator,
             bits: 0,
             icmp: [0; 2],
+            odd_flags: 0,
         };
         if let Some((t, c)) = p.icmp {
             f.icmp = [t, c];
@@ -168,6 +184,10 @@ impl Flow {
         }
         let f = p.tcp_flags;
         self.flags[s] |= f;
+        if self.bits & ODD_FLAGS == 0 && impossible_tcp_flags(f) {
+            self.bits |= ODD_FLAGS;
+            self.odd_flags = f;
+        }
         let syn = f & tcp_flags::SYN != 0;
         let ack = f & tcp_flags::ACK != 0;
         if syn && !ack && self.bits & INIT_BY_SYN == 0 {
@@ -227,6 +247,11 @@ impl Flow {
         self.bits & HANDSHAKE != 0
     }
 
+    /// The first impossible TCP flag combination the flow carried.
+    pub fn odd_tcp_flags(&self) -> Option<u8> {
+        (self.bits & ODD_FLAGS != 0).then_some(self.odd_flags)
+    }
+
     /// ICMP type and code of the first message, for ICMP flows.
     pub fn icmp_type_code(&self) -> Option<(u8, u8)> {
         (self.bits & HAS_ICMP != 0).then_some((self.icmp[0], self.icmp[1]))
@@ -261,6 +286,33 @@ mod tests {
     use crate::decode::Vlans;
     use crate::flow::key::Endpoint;
     use tcp_flags::*;
+
+    #[test]
+    fn impossible_flag_combinations() {
+        for odd in [
+            0,
+            FIN,
+            FIN | PSH | URG,
+            SYN | FIN,
+            SYN | RST,
+            PSH,
+            SYN | FIN | PSH | URG,
+        ] {
+            assert!(impossible_tcp_flags(odd), "{odd:#x}");
+        }
+        for fine in [
+            SYN,
+            SYN | ACK,
+            ACK,
+            FIN | ACK,
+            RST,
+            RST | ACK,
+            PSH | ACK,
+            SYN | ECE | CWR,
+        ] {
+            assert!(!impossible_tcp_flags(fine), "{fine:#x}");
+        }
+    }
 
     fn key() -> (FlowKey, Side) {
         FlowKey::new(

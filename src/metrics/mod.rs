@@ -82,6 +82,10 @@ pub struct Metrics {
     pub zone_pair_bytes: IntCounterVec,
     pub violations: IntCounterVec,
     pub violation_events: IntCounterVec,
+    pub anomaly_events: IntCounterVec,
+    pub baseline_learning: IntGauge,
+    pub baseline_loaded: IntGauge,
+    pub baseline_learning_left: prometheus::Gauge,
     /// Per-worker batch processing time (ns) and live decision latency (ns).
     pub batch_time: Vec<SharedHistogram>,
     pub decision_latency: Vec<SharedHistogram>,
@@ -203,6 +207,36 @@ impl Metrics {
                 "Deduplicated violation events written, by severity.",
                 &["severity"],
             )?,
+            anomaly_events: counter_vec(
+                &r,
+                "segwatch_anomaly_events_total",
+                "Anomaly events written (after allowlists, severity floor and suppression), by detector and severity.",
+                &["detector", "severity"],
+            )?,
+            baseline_learning: {
+                let g = IntGauge::with_opts(Opts::new(
+                    "segwatch_baseline_learning",
+                    "1 while segwatch learns a baseline, else 0.",
+                ))?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            baseline_loaded: {
+                let g = IntGauge::with_opts(Opts::new(
+                    "segwatch_baseline_loaded",
+                    "1 when detectors compare traffic with a baseline (loaded, or learned in this run), else 0.",
+                ))?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            baseline_learning_left: {
+                let g = prometheus::Gauge::with_opts(Opts::new(
+                    "segwatch_baseline_learning_seconds_left",
+                    "Live learning: packet time left before segwatch saves the baseline and starts detecting with it; 0 otherwise.",
+                ))?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             batch_time,
             decision_latency,
             ready: AtomicBool::new(false),
@@ -210,6 +244,12 @@ impl Metrics {
         };
         for p in DecodeProblem::ALL {
             m.decode_problems.with_label_values(&[p.as_str()]);
+        }
+        for d in crate::detect::Detector::ALL {
+            for sev in Severity::ALL {
+                m.anomaly_events
+                    .with_label_values(&[d.as_str(), sev.as_str()]);
+            }
         }
         for stage in ["kernel", "interface", "queue"] {
             m.capture_dropped.with_label_values(&[stage]);
@@ -414,6 +454,25 @@ impl AnalysisMetrics {
         for e in events {
             self.events[e.severity as usize].inc();
         }
+    }
+
+    /// Anomaly events written.
+    pub fn anomalies(&self, events: &[crate::detect::AnomalyEvent]) {
+        for e in events {
+            self.m
+                .anomaly_events
+                .with_label_values(&[e.detector.as_str(), e.severity.as_str()])
+                .inc();
+        }
+    }
+
+    /// Learning or not, a baseline in use or not, and learning time left.
+    pub fn baseline_state(&self, learning: bool, loaded: bool, left_secs: Option<f64>) {
+        self.m.baseline_learning.set(i64::from(learning));
+        self.m.baseline_loaded.set(i64::from(loaded));
+        self.m
+            .baseline_learning_left
+            .set(left_secs.unwrap_or(0.0).max(0.0));
     }
 }
 

@@ -93,7 +93,7 @@ pub struct Warning {
     pub message: String,
 }
 
-fn parse_net(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
@@ -116,7 +116,10 @@ fn action(
     }
 }
 
-fn protocols(v: &Option<Spanned<String>>, loc: &Locator) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn protocols(
+    v: &Option<Spanned<String>>,
+    loc: &Locator,
+) -> Result<Vec<u8>, ConfigError> {
     let Some(s) = v else { return Ok(Vec::new()) };
     Ok(match s.get_ref().to_ascii_lowercase().as_str() {
         "any" => Vec::new(),
@@ -140,7 +143,7 @@ fn protocols(v: &Option<Spanned<String>>, loc: &Locator) -> Result<Vec<u8>, Conf
     })
 }
 
-fn port_range(p: &Spanned<PortSpec>, loc: &Locator) -> Result<(u16, u16), ConfigError> {
+pub(crate) fn port_range(p: &Spanned<PortSpec>, loc: &Locator) -> Result<(u16, u16), ConfigError> {
     let bad = |what: String| {
         (loc.invalid)(
             Some(p.span()),

@@ -366,6 +366,7 @@ mod tests {
             outcome: Outcome::Established,
             tcp_flags_fwd: None,
             tcp_flags_rev: None,
+            odd_tcp_flags: None,
             handshake: None,
             end_reason: EndReason::EndOfCapture,
         }

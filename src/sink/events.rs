@@ -1,9 +1,12 @@
-//! Violation events out: written as JSON lines as their deduplication
-//! windows close, and kept (up to [`REPORT_EVENT_CAP`]) for the report.
+//! Events out: segmentation violations (written as their deduplication
+//! windows close) and anomalies (written as detectors find them), as JSON
+//! lines in one file, and kept (up to [`REPORT_EVENT_CAP`] each) for the
+//! report and the summary.
 
 use std::io;
 
 use super::jsonl::JsonLinesWriter;
+use crate::detect::AnomalyEvent;
 use crate::segmentation::ViolationEvent;
 use crate::segmentation::dedup::DedupStats;
 
@@ -19,6 +22,10 @@ pub struct EventReport {
     /// Events not kept for the report (still written).
     pub not_kept: u64,
     pub written: u64,
+    /// Anomaly events, in order, up to [`REPORT_EVENT_CAP`].
+    pub anomalies: Vec<AnomalyEvent>,
+    pub anomalies_not_kept: u64,
+    pub anomalies_written: u64,
 }
 
 /// Where events go: the optional event file, and the report's list.
@@ -51,6 +58,27 @@ impl EventOutput {
                 self.report.events.push(e);
             } else {
                 self.report.not_kept += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn emit_anomalies(&mut self, events: Vec<AnomalyEvent>) -> io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Some(w) = &mut self.out {
+            for e in &events {
+                w.write(e)?;
+            }
+            w.chunk_done()?;
+            self.report.anomalies_written += events.len() as u64;
+        }
+        for e in events {
+            if self.report.anomalies.len() < REPORT_EVENT_CAP {
+                self.report.anomalies.push(e);
+            } else {
+                self.report.anomalies_not_kept += 1;
             }
         }
         Ok(())

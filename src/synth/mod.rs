@@ -7,6 +7,7 @@ pub mod frame;
 pub mod office;
 pub mod pcap_file;
 pub mod policy;
+pub mod scenario;
 pub mod trace;
 
 /// SplitMix64: a tiny deterministic generator, so generated captures are the

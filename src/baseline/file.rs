@@ -1,0 +1,158 @@
+//! Reading and writing baseline files: versioned JSON, written atomically
+//! (a temporary file renamed into place), checked on read with errors that
+//! name the file, the line and what to do.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::model::{Baseline, SCHEMA, VERSION};
+
+#[derive(Debug, Error)]
+pub enum BaselineError {
+    #[error("cannot read baseline {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}:{line}:{column}: {message}\n  fix: {fix}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        fix: String,
+    },
+    #[error("cannot write baseline {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// The fields every version has, read first to pick the parser.
+#[derive(Deserialize)]
+struct Header {
+    schema: Option<String>,
+    version: Option<u32>,
+}
+
+impl Baseline {
+    /// Read and check a baseline file.
+    pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BaselineError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Baseline::parse(&text, path)
+    }
+
+    /// Check baseline text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Baseline, BaselineError> {
+        let invalid = |e: &serde_json::Error, fix: &str| BaselineError::Invalid {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+            fix: fix.to_string(),
+        };
+        let relearn = "re-learn it with `segwatch learn` (the file is not a usable baseline)";
+        let header: Header = serde_json::from_str(text).map_err(|e| invalid(&e, relearn))?;
+        let wrong = |message: String, fix: &str| BaselineError::Invalid {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+            fix: fix.to_string(),
+        };
+        if header.schema.as_deref() != Some(SCHEMA) {
+            return Err(wrong(
+                format!("not a segwatch baseline (schema is not \"{SCHEMA}\")"),
+                "point --baseline at a file written by `segwatch learn`",
+            ));
+        }
+        match header.version {
+            Some(VERSION) => {}
+            Some(v) if v > VERSION => {
+                return Err(wrong(
+                    format!(
+                        "baseline version {v} was written by a newer segwatch; this one reads versions up to {VERSION}"
+                    ),
+                    "upgrade segwatch, or re-learn the baseline with this version",
+                ));
+            }
+            v => {
+                return Err(wrong(
+                    format!(
+                        "baseline version {v:?} is not supported (this segwatch reads {VERSION})"
+                    ),
+                    relearn,
+                ));
+            }
+        }
+        let b: Baseline = serde_json::from_str(text).map_err(|e| invalid(&e, relearn))?;
+        Ok(b)
+    }
+
+    /// Write atomically: readers see the old file or the new one, never half.
+    pub fn save(&self, path: &Path) -> Result<(), BaselineError> {
+        let err = |reason: String| BaselineError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        json.push(b'\n');
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        crate::sink::write_atomic(path, &json).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::model::{Edge, HostBaseline, Mac, Proto};
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let mut b = Baseline::default();
+        let mut h = HostBaseline {
+            zone: "corp".into(),
+            ..HostBaseline::default()
+        };
+        h.peers.insert(
+            Edge {
+                peer: "10.0.0.2".parse().expect("ip"),
+                proto: Proto(6),
+                port: 445,
+            },
+            7,
+        );
+        h.bytes_out_per_hour.record(12_345);
+        b.hosts.insert("10.0.0.1".parse().expect("ip"), h);
+        b.arp.insert(
+            "10.0.0.1".parse().expect("ip"),
+            [Mac([2, 0, 0, 0, 0, 1])].into_iter().collect(),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.json");
+        b.save(&path).expect("saved");
+        let back = Baseline::load(&path).expect("loads");
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn versions_and_garbage_get_clear_errors() {
+        let p = Path::new("b.json");
+        let newer = format!("{{\"schema\":\"{SCHEMA}\",\"version\":99}}");
+        let e = Baseline::parse(&newer, p).expect_err("newer").to_string();
+        assert!(e.contains("newer segwatch") && e.contains("fix:"), "{e}");
+        let e = Baseline::parse("{\"schema\":\"x\"}", p)
+            .expect_err("schema")
+            .to_string();
+        assert!(e.contains("not a segwatch baseline"), "{e}");
+        let e = Baseline::parse("{\n  \"schema\": ", p)
+            .expect_err("cut")
+            .to_string();
+        assert!(e.starts_with("b.json:2:"), "{e}");
+        let extra = format!("{{\"schema\":\"{SCHEMA}\",\"version\":1,\"bogus\":1}}");
+        let e = Baseline::parse(&extra, p).expect_err("unknown").to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,230 @@
+//! Beacons: a host connecting to one destination again and again at a
+//! steady interval with requests of a steady size, as malware checking in
+//! with its controller does.
+//!
+//! Scoring follows RITA's: for the intervals between connection starts and
+//! for the bytes sent, a skew score (1 − |Bowley skewness|) and a dispersion
+//! score (1 − MAD / median, so a jitter of 10% scores 0.9); the beacon score
+//! is their mean. RITA divides the MAD by fixed constants (30 s, 32 bytes);
+//! relative dispersion judges a 10-second and a 1-hour beacon alike.
+//!
+//! Not beacons: fewer than `min_connections`, intervals under
+//! `min_interval_secs` (bursts), and pairs where most connections failed
+//! (a host retrying a dead server is not checking in with anyone).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::baseline::dist::{bowley_skew, median_sorted, quantile_sorted};
+
+/// Connections kept per pair (the most recent).
+pub const KEPT: usize = 64;
+/// Pairs tracked at once; past it new pairs are not tracked.
+pub const MAX_PAIRS: usize = 200_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PairKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub port: u16,
+}
+
+#[derive(Debug, Default)]
+struct Pair {
+    /// (start ns, bytes sent, connected)
+    conns: VecDeque<(i64, u64, bool)>,
+    total: u64,
+    last_seen: i64,
+}
+
+/// A pair's beacon figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    pub score: f64,
+    pub connections: u64,
+    pub median_interval_secs: f64,
+    pub interval_mad_secs: f64,
+    pub interval_skew: f64,
+    pub median_bytes: f64,
+    pub bytes_mad: f64,
+    pub connected_ratio: f64,
+    pub span_secs: f64,
+}
+
+/// Connection series per pair.
+#[derive(Debug, Default)]
+pub struct Beacons {
+    pairs: HashMap<PairKey, Pair>,
+    pub untracked: u64,
+}
+
+fn mad(sorted: &[f64], median: f64) -> f64 {
+    let mut dev: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    median_sorted(&dev)
+}
+
+/// Bowley skewness, damped when the quartiles are close together: with
+/// nearly equal values (60.0, 60.5, 60.5 s) the median lands on a quartile
+/// and the skewness jumps to ±1, though the series could hardly be more
+/// regular. Full weight from an interquartile range of 20% of `scale` up.
+fn damped_skew(sorted: &[f64], scale: f64) -> f64 {
+    let iqr = quantile_sorted(sorted, 0.75) - quantile_sorted(sorted, 0.25);
+    let weight = if scale <= 0.0 {
+        1.0
+    } else {
+        (iqr / (0.2 * scale)).min(1.0)
+    };
+    bowley_skew(sorted) * weight
+}
+
+/// Score a series of (start, bytes, connected), in any order.
+pub fn score(conns: &[(i64, u64, bool)]) -> Option<Score> {
+    if conns.len() < 3 {
+        return None;
+    }
+    let mut starts: Vec<i64> = conns.iter().map(|c| c.0).collect();
+    starts.sort_unstable();
+    let mut gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e9)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    let mut sizes: Vec<f64> = conns.iter().map(|c| c.1 as f64).collect();
+    sizes.sort_by(f64::total_cmp);
+    let gap_median = median_sorted(&gaps);
+    let gap_mad = mad(&gaps, gap_median);
+    let size_median = median_sorted(&sizes);
+    let size_mad = mad(&sizes, size_median);
+    let skew = damped_skew(&gaps, gap_median);
+    let disp = |m: f64, med: f64| {
+        if med <= 0.0 {
+            0.0
+        } else {
+            (1.0 - m / med).max(0.0)
+        }
+    };
+    let parts = [
+        1.0 - skew.abs(),
+        disp(gap_mad, gap_median),
+        1.0 - damped_skew(&sizes, size_median.max(32.0)).abs(),
+        // Tiny requests vary by a few bytes (timestamps, IDs): judge size
+        // jitter against at least 32 bytes, as RITA does.
+        disp(size_mad, size_median.max(32.0)),
+    ];
+    let connected = conns.iter().filter(|c| c.2).count();
+    Some(Score {
+        score: parts.iter().sum::<f64>() / parts.len() as f64,
+        connections: conns.len() as u64,
+        median_interval_secs: gap_median,
+        interval_mad_secs: gap_mad,
+        interval_skew: skew,
+        median_bytes: size_median,
+        bytes_mad: size_mad,
+        connected_ratio: connected as f64 / conns.len() as f64,
+        span_secs: (starts[starts.len() - 1] - starts[0]) as f64 / 1e9,
+    })
+}
+
+impl Beacons {
+    /// Add a connection; returns the pair's score when it is due for a look
+    /// (at `min` connections, then every eighth).
+    pub fn add(
+        &mut self,
+        key: PairKey,
+        start: i64,
+        bytes: u64,
+        connected: bool,
+        min: usize,
+    ) -> Option<Score> {
+        if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_PAIRS {
+            self.untracked += 1;
+            return None;
+        }
+        let p = self.pairs.entry(key).or_default();
+        if p.conns.len() == KEPT {
+            p.conns.pop_front();
+        }
+        p.conns.push_back((start, bytes, connected));
+        p.total += 1;
+        p.last_seen = p.last_seen.max(start);
+        let n = p.total as usize;
+        if n < min || (n != min && !n.is_multiple_of(8)) {
+            return None;
+        }
+        let (a, b) = p.conns.as_slices();
+        let all: Vec<(i64, u64, bool)> = a.iter().chain(b).copied().collect();
+        score(&all)
+    }
+
+    /// Forget pairs quiet since `before` (packet time).
+    pub fn forget_before(&mut self, before: i64) {
+        self.pairs.retain(|_, p| p.last_seen >= before);
+    }
+
+    /// Every pair's current score (end of learning).
+    pub fn scores(&self, min: usize) -> Vec<(PairKey, Score)> {
+        self.pairs
+            .iter()
+            .filter(|(_, p)| p.conns.len() >= min)
+            .filter_map(|(k, p)| {
+                let (a, b) = p.conns.as_slices();
+                let all: Vec<_> = a.iter().chain(b).copied().collect();
+                score(&all).map(|s| (*k, s))
+            })
+            .collect()
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// Whether a score makes a beacon under the given thresholds.
+pub fn is_beacon(s: &Score, min_score: f64, min_interval_secs: f64) -> bool {
+    s.score >= min_score && s.median_interval_secs >= min_interval_secs && s.connected_ratio >= 0.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn steady_checkins_score_high_and_random_ones_low() {
+        let steady: Vec<_> = (0..20)
+            .map(|i| (i * 60 * S + (i % 3) * S / 2, 310 + (i % 2) as u64, true))
+            .collect();
+        let s = score(&steady).expect("enough");
+        assert!(s.score > 0.9, "{s:?}");
+        assert!(is_beacon(&s, 0.85, 1.0));
+        // Poisson-like arrivals with varied sizes.
+        let mut t = 0;
+        let mut x = 12345u64;
+        let random: Vec<_> = (0..40)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = ((x >> 11) as f64 / (1u64 << 53) as f64).max(1e-9);
+                t += (-u.ln() * 30.0 * S as f64) as i64;
+                (t, 200 + (x >> 40) % 5000, true)
+            })
+            .collect();
+        let r = score(&random).expect("enough");
+        assert!(r.score < 0.8, "{r:?}");
+        assert!(!is_beacon(&r, 0.85, 1.0));
+    }
+
+    #[test]
+    fn failed_connections_do_not_make_a_beacon() {
+        let retries: Vec<_> = (0..20).map(|i| (i * 5 * S, 74, false)).collect();
+        let s = score(&retries).expect("enough");
+        assert!(s.score > 0.9);
+        assert!(!is_beacon(&s, 0.85, 1.0));
+    }
+}

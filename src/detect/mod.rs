@@ -1,0 +1,345 @@
+//! Anomaly detection on the flow-analysis thread: each detector looks at
+//! every finished flow (and ARP packet), compares it with the learned
+//! baseline where it needs one, and reports [`Finding`]s; this module drops
+//! the allowlisted ones and those under the severity floor, suppresses
+//! repeats within the suppression window, and turns the rest into
+//! [`AnomalyEvent`]s.
+
+pub mod arp;
+pub mod beacon;
+pub mod event;
+pub mod fanout;
+pub mod known;
+pub mod network;
+pub mod novelty;
+pub mod scan;
+pub mod settings;
+pub mod tcp_flags;
+pub mod volume;
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use serde_json::json;
+
+use crate::analysis::ArpFact;
+use crate::baseline::learn::service_port;
+use crate::baseline::model::Baseline;
+use crate::flow::FlowRecord;
+use crate::segmentation::Severity;
+pub use event::{AnomalyEvent, Detector, Finding};
+use known::Known;
+use network::{Networks, Place};
+use settings::{Allow, DetectSettings};
+
+/// What detectors see besides the flow.
+pub struct Ctx<'a> {
+    pub nets: &'a Networks,
+    pub known: Option<&'a Known>,
+    pub settings: &'a DetectSettings,
+}
+
+impl Ctx<'_> {
+    /// A finding about one flow, with its addresses, service and zones.
+    pub fn finding(
+        &self,
+        r: &FlowRecord,
+        s: Place,
+        d: Place,
+        detector: Detector,
+        severity: Severity,
+        score: f64,
+    ) -> Finding {
+        let mut f = Finding::new(r.start, detector, severity, score);
+        f.src_ip = Some(r.src_ip);
+        f.dst_ip = Some(r.dst_ip);
+        f.proto = Some(r.proto);
+        f.dst_port = Some(service_port(r));
+        f.src_zone = Some(self.nets.name(s.zone).to_string());
+        f.dst_zone = Some(self.nets.name(d.zone).to_string());
+        f
+    }
+}
+
+/// Counts of what detection did, for the summary and the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DetectStats {
+    /// Events written, by detector and severity.
+    pub events: BTreeMap<(Detector, Severity), u64>,
+    /// Findings dropped by an `[[allow]]` entry (by its line).
+    pub allowed: BTreeMap<usize, u64>,
+    pub below_min_severity: u64,
+    /// Repeats within the suppression window.
+    pub suppressed: u64,
+}
+
+impl DetectStats {
+    pub fn total(&self) -> u64 {
+        self.events.values().sum()
+    }
+}
+
+/// Suppression keys kept at most; past it the oldest are forgotten.
+const MAX_SUPPRESS_KEYS: usize = 200_000;
+
+/// The detectors and their shared state.
+pub struct Detectors {
+    nets: Networks,
+    known: Option<Known>,
+    settings: DetectSettings,
+    scan: scan::Scan,
+    volume: volume::Volume,
+    beacons: beacon::Beacons,
+    arp: arp::Arp,
+    tcp_flags: tcp_flags::TcpFlags,
+    findings: Vec<Finding>,
+    events: Vec<AnomalyEvent>,
+    /// Finding key → packet time it was last written.
+    written: HashMap<u64, i64>,
+    hasher: ahash::RandomState,
+    now: i64,
+    pub stats: DetectStats,
+}
+
+impl Detectors {
+    pub fn new(nets: Networks, settings: DetectSettings, baseline: Option<Baseline>) -> Detectors {
+        Detectors {
+            known: baseline.map(|b| Known::new(b, &nets)),
+            nets,
+            settings,
+            scan: scan::Scan::default(),
+            volume: volume::Volume::default(),
+            beacons: beacon::Beacons::default(),
+            arp: arp::Arp::default(),
+            tcp_flags: tcp_flags::TcpFlags::default(),
+            findings: Vec::new(),
+            events: Vec::new(),
+            written: HashMap::new(),
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            now: i64::MIN,
+            stats: DetectStats::default(),
+        }
+    }
+
+    /// Start comparing with a baseline (the end of live learning).
+    pub fn set_baseline(&mut self, b: Baseline) {
+        self.known = Some(Known::new(b, &self.nets));
+    }
+
+    pub fn has_baseline(&self) -> bool {
+        self.known.is_some()
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.nets
+    }
+
+    /// Judge finished flows.
+    pub fn flows(&mut self, chunk: &[FlowRecord]) {
+        let cx = Ctx {
+            nets: &self.nets,
+            known: self.known.as_ref(),
+            settings: &self.settings,
+        };
+        let on = |d| cx.settings.is_on(d);
+        for r in chunk {
+            let vlan = r.inner_vlan.or(r.vlan);
+            let s = cx.nets.place(r.src_ip, vlan);
+            let d = cx.nets.place(r.dst_ip, vlan);
+            self.now = self.now.max(r.end);
+            if cx.known.is_some() {
+                novelty::flow(&cx, r, s, d, &mut self.findings);
+                if on(Detector::Volume) {
+                    self.volume.flow(&cx, r, s, d, &mut self.findings);
+                }
+            }
+            if on(Detector::Scan) {
+                self.scan.flow(&cx, r, s, d, &mut self.findings);
+            }
+            if on(Detector::TcpFlags) {
+                self.tcp_flags.flow(&cx, r, s, d, &mut self.findings);
+            }
+            if on(Detector::Beacon) && s.internal && (!d.internal || cx.settings.beacon.internal) {
+                beacon_flow(&cx, &mut self.beacons, r, s, d, &mut self.findings);
+            }
+        }
+        self.scan.sweep(self.now);
+        self.release();
+    }
+
+    /// Judge ARP packets.
+    pub fn arp(&mut self, facts: &[ArpFact]) {
+        let cx = Ctx {
+            nets: &self.nets,
+            known: self.known.as_ref(),
+            settings: &self.settings,
+        };
+        for f in facts {
+            self.now = self.now.max(f.ts_ns);
+            if cx.settings.is_on(Detector::ArpSpoof) {
+                self.arp.packet(&cx, f, &mut self.findings);
+            }
+            if cx.settings.is_on(Detector::Scan) {
+                self.scan.arp(&cx, f, &mut self.findings);
+            }
+        }
+        self.arp.sweep(self.now);
+        self.release();
+    }
+
+    /// Live capture with a quiet wire: let time pass.
+    pub fn advance_clock(&mut self, now: i64) {
+        self.now = self.now.max(now);
+        self.scan.sweep(self.now);
+        self.arp.sweep(self.now);
+    }
+
+    /// Events ready to write.
+    pub fn take(&mut self) -> Vec<AnomalyEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn key(&self, f: &Finding) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        (
+            f.detector, f.src_ip, f.dst_ip, f.proto, f.dst_port, f.variant,
+        )
+            .hash(&mut h);
+        f.src_zone.hash(&mut h);
+        h.finish()
+    }
+
+    /// Allowlist, severity floor, suppression.
+    fn release(&mut self) {
+        let window = i64::try_from(self.settings.suppress_secs)
+            .unwrap_or(i64::MAX / 2_000_000_000)
+            .saturating_mul(1_000_000_000);
+        for f in std::mem::take(&mut self.findings) {
+            if let Some(a) = self.settings.allow.iter().find(|a| allows(a, &f)) {
+                *self.stats.allowed.entry(a.line).or_default() += 1;
+                continue;
+            }
+            if f.severity < self.settings.min_severity {
+                self.stats.below_min_severity += 1;
+                continue;
+            }
+            let key = self.key(&f);
+            if let Some(&last) = self.written.get(&key)
+                && f.ts_ns.saturating_sub(last) < window
+            {
+                self.stats.suppressed += 1;
+                continue;
+            }
+            if self.written.len() >= MAX_SUPPRESS_KEYS {
+                let cutoff = self.now.saturating_sub(window);
+                self.written.retain(|_, t| *t >= cutoff);
+                if self.written.len() >= MAX_SUPPRESS_KEYS {
+                    self.written.clear();
+                }
+            }
+            self.written.insert(key, f.ts_ns);
+            *self
+                .stats
+                .events
+                .entry((f.detector, f.severity))
+                .or_default() += 1;
+            self.events.push(f.into());
+        }
+    }
+}
+
+fn in_nets(nets: &[ipnet::IpNet], ip: Option<IpAddr>) -> bool {
+    nets.is_empty() || ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+}
+
+fn in_zones(zones: &[String], zone: &Option<String>) -> bool {
+    zones.is_empty() || zone.as_ref().is_some_and(|z| zones.contains(z))
+}
+
+/// An allow entry matches when every field it gives matches.
+fn allows(a: &Allow, f: &Finding) -> bool {
+    (a.detectors.is_empty() || a.detectors.contains(&f.detector))
+        && in_nets(&a.src, f.src_ip)
+        && in_nets(&a.dst, f.dst_ip)
+        && in_zones(&a.src_zones, &f.src_zone)
+        && in_zones(&a.dst_zones, &f.dst_zone)
+        && (a.protos.is_empty() || f.proto.is_some_and(|p| a.protos.contains(&p)))
+        && (a.ports.is_empty()
+            || f.dst_port
+                .is_some_and(|p| a.ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&p))))
+}
+
+fn beacon_flow(
+    cx: &Ctx<'_>,
+    beacons: &mut beacon::Beacons,
+    r: &FlowRecord,
+    s: Place,
+    d: Place,
+    out: &mut Vec<Finding>,
+) {
+    let b = &cx.settings.beacon;
+    let port = service_port(r);
+    if b.skip.contains(&(r.proto, port)) {
+        return;
+    }
+    let key = beacon::PairKey {
+        src: r.src_ip,
+        dst: r.dst_ip,
+        proto: r.proto,
+        port,
+    };
+    let Some(score) = beacons.add(
+        key,
+        r.start,
+        r.bytes_fwd,
+        r.outcome.connected(),
+        b.min_connections,
+    ) else {
+        return;
+    };
+    if !beacon::is_beacon(&score, b.min_score, b.min_interval_secs) {
+        return;
+    }
+    let known = cx.known.is_some_and(|k| k.beacon(&key));
+    if known {
+        return;
+    }
+    let severity = if s.cde {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    let mut f = cx.finding(r, s, d, Detector::Beacon, severity, score.score);
+    f.explanation = format!(
+        "{} connects to {} on {} every {} s (±{:.1} s) with requests of about {} bytes, {} times so far: regular check-ins like this are how malware talks to its controller.",
+        r.src_ip,
+        r.dst_ip,
+        event::service_text(r.proto, port),
+        if score.median_interval_secs < 10.0 {
+            format!("{:.1}", score.median_interval_secs)
+        } else {
+            format!("{:.0}", score.median_interval_secs)
+        },
+        score.interval_mad_secs,
+        score.median_bytes.round(),
+        score.connections
+    );
+    f.observed = json!({
+        "connections": score.connections,
+        "median_interval_secs": (score.median_interval_secs * 100.0).round() / 100.0,
+        "interval_mad_secs": (score.interval_mad_secs * 100.0).round() / 100.0,
+        "interval_skew": (score.interval_skew * 100.0).round() / 100.0,
+        "median_bytes": score.median_bytes,
+        "bytes_mad": score.bytes_mad,
+        "connected_ratio": (score.connected_ratio * 100.0).round() / 100.0,
+        "span_secs": score.span_secs.round(),
+    });
+    f.baseline = json!({
+        "known_periodic_pair": false,
+        "baseline_loaded": cx.known.is_some(),
+        "min_score": b.min_score,
+    });
+    out.push(f);
+}

@@ -1,0 +1,181 @@
+//! `scan`: one source reaching many hosts on one service in a minute
+//! (horizontal: a sweep for, say, open SMB or SSH) or many ports on one host
+//! (vertical: mapping what a machine runs), and ARP sweeps (asking for many
+//! addresses). Attempts count as much as connections: most probes fail.
+//!
+//! A source is judged against its own learned fan-out (a monitoring server
+//! that polls 200 hosts a minute is normal for it) and an absolute floor,
+//! whichever is higher.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hashbrown::{HashMap, HashSet};
+use serde_json::json;
+
+use super::Ctx;
+use super::event::{Detector, Finding, service_text};
+use super::fanout::Fanout;
+use super::network::Place;
+use crate::analysis::ArpFact;
+use crate::baseline::learn::service_port;
+use crate::baseline::model::Mac;
+use crate::flow::FlowRecord;
+use crate::segmentation::Severity;
+
+const MINUTE_NS: i64 = 60_000_000_000;
+
+pub struct Scan {
+    fanout: Fanout,
+    /// ARP requests per sender MAC in its current minute: targets asked for.
+    arp: HashMap<[u8; 6], (i64, HashSet<Ipv4Addr>, bool)>,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan {
+            fanout: Fanout::new(4096, 200_000),
+            arp: HashMap::new(),
+        }
+    }
+}
+
+impl Scan {
+    pub fn flow(
+        &mut self,
+        cx: &Ctx<'_>,
+        r: &FlowRecord,
+        s: Place,
+        d: Place,
+        out: &mut Vec<Finding>,
+    ) {
+        // Probes mostly fail; a browser opening 40 connections for one page
+        // succeeds. Only failed attempts count toward a scan.
+        if r.outcome.connected() {
+            return;
+        }
+        let port = service_port(r);
+        let set = &cx.settings.scan;
+        let Some(a) = self
+            .fanout
+            .add(r.src_ip, r.dst_ip, (r.proto, port), r.start, &mut |_, _| {})
+        else {
+            return;
+        };
+        let base = cx.known.and_then(|k| k.host(&r.src_ip));
+        let learned = |d: Option<&crate::baseline::dist::Dist>| d.map_or(0, |d| d.max());
+        let host_bar = set
+            .min_hosts
+            .max((learned(base.map(|b| &b.fanout_hosts)) as f64 * set.baseline_factor) as usize);
+        let port_bar = set
+            .min_ports
+            .max((learned(base.map(|b| &b.fanout_ports)) as f64 * set.baseline_factor) as usize);
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let w = a.window;
+        let cde = s.cde || d.cde;
+        if a.hosts_on_service >= host_bar && w.reported.insert((0, unspecified, r.proto, port)) {
+            let targets = &w.hosts[&(r.proto, port)];
+            let mut f = cx.finding(
+                r,
+                s,
+                d,
+                Detector::Scan,
+                if cde {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                0.9,
+            );
+            f.dst_ip = None;
+            f.dst_zone = None;
+            f.variant = 0;
+            f.explanation = format!(
+                "{} contacted {} different hosts on {} within a minute, a sweep for that service; its normal is at most {} hosts a minute.",
+                r.src_ip,
+                targets.len(),
+                service_text(r.proto, port),
+                learned(base.map(|b| &b.fanout_hosts))
+            );
+            let mut sample: Vec<&IpAddr> = targets.iter().collect();
+            sample.sort();
+            sample.truncate(10);
+            f.observed = json!({"kind": "horizontal", "distinct_hosts_per_minute": targets.len(), "sample_hosts": sample});
+            f.baseline = json!({"max_hosts_per_minute": learned(base.map(|b| &b.fanout_hosts)), "threshold": host_bar});
+            out.push(f);
+        }
+        if a.ports_on_host >= port_bar && w.reported.insert((1, r.dst_ip, 0, 0)) {
+            let ports = &w.ports[&r.dst_ip];
+            let mut f = cx.finding(
+                r,
+                s,
+                d,
+                Detector::Scan,
+                if cde {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                0.9,
+            );
+            f.proto = None;
+            f.dst_port = None;
+            f.variant = 1;
+            let mut sample: Vec<u16> = ports.iter().map(|p| p.1).collect();
+            sample.sort_unstable();
+            sample.truncate(20);
+            f.explanation = format!(
+                "{} probed {} different ports on {} within a minute, mapping what it runs; its normal is at most {} ports on one host a minute.",
+                r.src_ip,
+                ports.len(),
+                r.dst_ip,
+                learned(base.map(|b| &b.fanout_ports))
+            );
+            f.observed = json!({"kind": "vertical", "distinct_ports_per_minute": ports.len(), "sample_ports": sample});
+            f.baseline = json!({"max_ports_per_minute": learned(base.map(|b| &b.fanout_ports)), "threshold": port_bar});
+            out.push(f);
+        }
+    }
+
+    pub fn sweep(&mut self, now: i64) {
+        self.fanout.sweep(now, &mut |_, _| {});
+        let minute = now.div_euclid(MINUTE_NS);
+        self.arp.retain(|_, (m, _, _)| *m + 2 > minute);
+    }
+
+    /// ARP who-has for many addresses from one MAC in a minute.
+    pub fn arp(&mut self, cx: &Ctx<'_>, fact: &ArpFact, out: &mut Vec<Finding>) {
+        const REQUEST: u16 = 1;
+        let a = &fact.arp;
+        if a.operation != REQUEST || a.sender_ip == a.target_ip {
+            return;
+        }
+        let minute = fact.ts_ns.div_euclid(MINUTE_NS);
+        let e = self
+            .arp
+            .entry(a.sender_mac)
+            .or_insert_with(|| (minute, HashSet::new(), false));
+        if minute > e.0 {
+            *e = (minute, HashSet::new(), false);
+        }
+        if e.1.len() <= cx.settings.scan.arp_targets {
+            e.1.insert(a.target_ip);
+        }
+        if !e.2 && e.1.len() >= cx.settings.scan.arp_targets {
+            e.2 = true;
+            let mut f = Finding::new(fact.ts_ns, Detector::Scan, Severity::Medium, 0.85);
+            let src = IpAddr::V4(a.sender_ip);
+            f.src_ip = Some(src);
+            f.src_zone = Some(cx.nets.name(cx.nets.place(src, fact.vlan).zone).to_string());
+            f.variant = 2;
+            f.explanation = format!(
+                "{} ({}) asked ARP for {} different addresses within a minute: an ARP sweep maps every live machine on the segment.",
+                a.sender_ip,
+                Mac(a.sender_mac),
+                e.1.len()
+            );
+            f.observed = json!({"kind": "arp_sweep", "sender_mac": Mac(a.sender_mac), "distinct_targets_per_minute": e.1.len()});
+            f.baseline = json!({"threshold": cx.settings.scan.arp_targets});
+            out.push(f);
+        }
+    }
+}
