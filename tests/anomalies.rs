@@ -381,3 +381,73 @@ fn labelled_real_captures_are_detected() {
         }
     }
 }
+
+/// `run --learn-for`'s path through the pipeline, on packet time: learn for
+/// the first 48 hours, write the baseline, then detect with it.
+#[test]
+fn learning_for_a_while_then_detecting_with_what_was_learned() {
+    use segwatch::analysis::LearnSetup;
+    use segwatch::baseline::learn::Learner;
+    use segwatch::config::Config;
+    use segwatch::detect::Detectors;
+    use segwatch::detect::network::Networks;
+    use segwatch::pipeline::{self, PipelineConfig, RunHooks};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    scenario::write(dir.path()).expect("scenario");
+    let cfg = Config::parse(scenario::CONFIG, Path::new("scenario.toml")).expect("config");
+    let nets = || Networks::new(Some(&cfg.policy));
+    let out = dir.path().join("live.json");
+    let events = dir.path().join("events.jsonl");
+    let metrics = segwatch::metrics::Metrics::new(2).expect("metrics");
+    let mut source = segwatch::capture::FileSource::open(&[
+        dir.path().join("learn.pcap"),
+        dir.path().join("detect.pcap"),
+    ])
+    .expect("open");
+    let hooks = RunHooks {
+        policy: Some(cfg.policy.clone()),
+        events: Some(&events),
+        metrics: Some(std::sync::Arc::clone(&metrics)),
+        detectors: Some(Detectors::new(nets(), cfg.detect.clone(), None)),
+        learn: Some(LearnSetup {
+            learner: Learner::new(nets(), cfg.detect.limits, cfg.detect.beacon.clone(), None),
+            duration_ns: Some(48 * 3_600_000_000_000),
+            out: out.clone(),
+        }),
+        ..RunHooks::default()
+    };
+    let pc = PipelineConfig {
+        workers: 2,
+        ..PipelineConfig::default()
+    };
+    let summary = pipeline::run(&mut source, &pc, None, hooks).expect("run");
+    let learned = summary.learned.expect("learned").expect("saved");
+    assert_eq!(learned.saved_to, out);
+    assert!(
+        learned
+            .completed_at_ns
+            .is_some_and(|t| t >= scenario::LEARN_END - 60_000_000_000)
+    );
+    assert!(out.exists());
+    let a = summary.anomalies.expect("detection ran");
+    assert!(a.baseline_loaded);
+    let got = found(&anomalies(&events));
+    for want in [
+        ("new_peer", "10.10.1.23"),
+        ("new_service", "10.10.1.12"),
+        ("volume", "10.10.1.29"),
+    ] {
+        assert!(
+            got.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} not in {got:?}"
+        );
+    }
+    let text = metrics.render();
+    assert!(text.contains("segwatch_baseline_loaded 1"), "{text}");
+    assert!(text.contains("segwatch_baseline_learning 0"), "{text}");
+    assert!(
+        text.contains("segwatch_anomaly_events_total{detector=\"new_peer\",severity=\"high\"} 1"),
+        "{text}"
+    );
+}
