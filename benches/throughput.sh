@@ -3,8 +3,11 @@
 # file in the same run: a minimal libpcap loop with the same pcap crate
 # (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`; and segwatch
 # again with a segmentation policy of 1,000 zones and 1,000 rules loaded
-# (judging every flow, writing the events); and segwatch serving Prometheus
-# metrics while scraped every 100 ms. Prints packets/s and the ratios; each tool runs ROUNDS times, interleaved, best time kept
+# (judging every flow, writing the events); segwatch serving Prometheus
+# metrics while scraped every 100 ms; and segwatch with every anomaly
+# detector on, with and without a baseline learned from the same file
+# (20,000 hosts, the default cap), against the pipeline alone (--no-detect).
+# Prints packets/s and the ratios; each tool runs ROUNDS times, interleaved, best time kept
 # (shared machines are noisy; ratios matter more than absolute figures).
 #
 # Usage: benches/throughput.sh [FILE]      (default: generate bench-data/bench.pcap,
@@ -25,40 +28,52 @@ fi
 mkdir -p bench-data
 POLICY=bench-data/policy-1000.toml
 [ -f "$POLICY" ] || $SEGWATCH generate policy --zones 1000 --rules 1000 --out "$POLICY" >/dev/null
+BASELINE=bench-data/baseline.json
+[ -f "$BASELINE" ] || $SEGWATCH learn "$FILE" --out "$BASELINE" --quiet
 READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
 cat "$FILE" > /dev/null   # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
 best_segwatch=999999 best_pcap=999999 best_tcpdump=999999 best_policy=999999 best_metrics=999999
-policy_ratios=() metrics_ratios=()
+best_alone=999999 best_baseline=999999
+policy_ratios=() metrics_ratios=() detect_ratios=() baseline_ratios=()
 # segwatch serving metrics while a scraper fetches /metrics every 100 ms
 # (ten times Prometheus's usual rate).
 scraped_run() {
   ( while :; do curl -s -o /dev/null http://127.0.0.1:19947/metrics || true; sleep 0.1; done ) &
   local scraper=$!
-  $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --metrics-listen 127.0.0.1:19947 2>/dev/null
+  $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --metrics-listen 127.0.0.1:19947 2>/dev/null
   kill "$scraper"; wait "$scraper" 2>/dev/null || true
 }
 for r in $(seq "$ROUNDS"); do
-  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --summary-json bench-data/summary.json; t1=$(now)
+  # The pipeline alone: the reference for the ratios below, each measured
+  # right after it so that both share the machine's mood.
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --summary-json bench-data/summary.json; t1=$(now)
+  a=$(echo "$t1 - $t0" | bc -l)
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"}; t1=$(now)
   s=$(echo "$t1 - $t0" | bc -l)
-  # Right after the run without a policy, so their ratio shares the machine's mood.
-  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --config "$POLICY" --events bench-data/events.jsonl --summary-json bench-data/summary-policy.json; t1=$(now)
+  detect_ratios+=("$(echo "$a / $s" | bc -l)")
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --baseline "$BASELINE" --events bench-data/anomalies.jsonl; t1=$(now)
+  b=$(echo "$t1 - $t0" | bc -l)
+  baseline_ratios+=("$(echo "$a / $b" | bc -l)")
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --config "$POLICY" --events bench-data/events.jsonl --summary-json bench-data/summary-policy.json; t1=$(now)
   y=$(echo "$t1 - $t0" | bc -l)
   t0=$(now); scraped_run; t1=$(now)
   m=$(echo "$t1 - $t0" | bc -l)
   best_metrics=$(echo "if ($m < $best_metrics) $m else $best_metrics" | bc -l)
-  metrics_ratios+=("$(echo "$s / $m" | bc -l)")
+  metrics_ratios+=("$(echo "$a / $m" | bc -l)")
+  best_alone=$(echo "if ($a < $best_alone) $a else $best_alone" | bc -l)
+  best_baseline=$(echo "if ($b < $best_baseline) $b else $best_baseline" | bc -l)
   t0=$(now); "$READER" "$FILE" > bench-data/pcap_read.out; t1=$(now)
   p=$(echo "$t1 - $t0" | bc -l)
   t0=$(now); tcpdump -q -r "$FILE" -w /dev/null 2>/dev/null; t1=$(now)
   d=$(echo "$t1 - $t0" | bc -l)
   best_segwatch=$(echo "if ($s < $best_segwatch) $s else $best_segwatch" | bc -l)
   best_policy=$(echo "if ($y < $best_policy) $y else $best_policy" | bc -l)
-  policy_ratios+=("$(echo "$s / $y" | bc -l)")
+  policy_ratios+=("$(echo "$a / $y" | bc -l)")
   best_pcap=$(echo "if ($p < $best_pcap) $p else $best_pcap" | bc -l)
   best_tcpdump=$(echo "if ($d < $best_tcpdump) $d else $best_tcpdump" | bc -l)
-  printf 'round %d: segwatch %.3fs  pcap_read %.3fs  tcpdump %.3fs  segwatch+policy %.3fs  segwatch+metrics %.3fs\n' "$r" "$s" "$p" "$d" "$y" "$m"
+  printf 'round %d: segwatch %.3fs  alone %.3fs  +baseline %.3fs  pcap_read %.3fs  tcpdump %.3fs  +policy %.3fs  +metrics %.3fs\n' "$r" "$s" "$a" "$b" "$p" "$d" "$y" "$m"
 done
 frames=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' bench-data/pcap_read.out)
 flows=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["flows"])')
@@ -67,17 +82,25 @@ rss=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--wo
 echo
 echo "file: $FILE ($frames packets, $flows flows), segwatch workers: $workers, best of $ROUNDS"
 printf '%-22s %10s %14s\n' "" "seconds" "packets/s"
-for row in "segwatch analyze:$best_segwatch" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy" "segwatch + metrics:$best_metrics"; do
+for row in "segwatch analyze:$best_segwatch" "pipeline alone:$best_alone" "with a baseline:$best_baseline" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy" "segwatch + metrics:$best_metrics"; do
   name=${row%%:*}; t=${row##*:}
   printf '%-22s %10.3f %14.0f\n' "$name" "$t" "$(echo "$frames / $t" | bc -l)"
 done
 printf 'ratio segwatch / pcap crate read: %.2f\n' "$(echo "$best_pcap / $best_segwatch" | bc -l)"
 printf 'ratio segwatch / tcpdump:         %.2f\n' "$(echo "$best_tcpdump / $best_segwatch" | bc -l)"
-printf 'ratio with policy / without:      %.2f best of %d, %s median of the rounds (1,000 zones, 1,000 rules; %s events)\n' \
-  "$(echo "$best_segwatch / $best_policy" | bc -l)" "$ROUNDS" \
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}'; }
+printf 'ratio pipeline alone / pcap read: %.2f\n' "$(echo "$best_pcap / $best_alone" | bc -l)"
+printf 'ratio detectors, no baseline / pipeline alone: %.2f best of %d, %s median of the rounds\n' \
+  "$(echo "$best_alone / $best_segwatch" | bc -l)" "$ROUNDS" "$(median "${detect_ratios[@]}")"
+printf 'ratio all detectors + baseline / pipeline alone: %.2f best of %d, %s median of the rounds (%s anomaly events)\n' \
+  "$(echo "$best_alone / $best_baseline" | bc -l)" "$ROUNDS" "$(median "${baseline_ratios[@]}")" "$(grep -c anomaly bench-data/anomalies.jsonl || true)"
+printf 'ratio with policy / pipeline alone: %.2f best of %d, %s median of the rounds (1,000 zones, 1,000 rules; %s events)\n' \
+  "$(echo "$best_alone / $best_policy" | bc -l)" "$ROUNDS" \
   "$(printf '%s\n' "${policy_ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')" \
   "$(wc -l < bench-data/events.jsonl)"
 printf 'ratio scraped every 100 ms / not: %.2f best of %d, %s median of the rounds\n' \
-  "$(echo "$best_segwatch / $best_metrics" | bc -l)" "$ROUNDS" \
+  "$(echo "$best_alone / $best_metrics" | bc -l)" "$ROUNDS" \
   "$(printf '%s\n' "${metrics_ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')"
-echo "segwatch peak RSS: $((rss / 1024)) MiB"
+rss_base=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--workers "$WORKERS"} --baseline "$BASELINE" ; } 2>&1 | tail -1)
+rss_alone=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} ; } 2>&1 | tail -1)
+echo "segwatch peak RSS: $((rss / 1024)) MiB (pipeline alone $((rss_alone / 1024)) MiB, with the baseline $((rss_base / 1024)) MiB)"

@@ -1,7 +1,14 @@
-//! A learned distribution (bytes per hour, fan-out per minute, ...): an
-//! `hdrhistogram` at two significant digits, stored in baseline files as its
-//! recorded values and counts, and judged with robust statistics (median and
-//! median absolute deviation) rather than a mean that one burst would drag.
+//! A learned distribution (bytes per hour, fan-out per minute, ...),
+//! bucketed as `hdrhistogram` buckets values at two significant digits
+//! (every value is kept to within 1%), stored sparse: only the buckets that
+//! hold values, as (value, count) pairs in value order. A dense
+//! `hdrhistogram` array costs about 13 kB per distribution at these ranges,
+//! and a baseline keeps four per host; the sparse form costs 16 bytes per
+//! bucket in use (a few dozen at most). Judged with robust statistics (median
+//! and median absolute deviation) rather than a mean that one burst would
+//! drag.
+
+use std::sync::LazyLock;
 
 use hdrhistogram::Histogram;
 use serde::de::Error as _;
@@ -10,20 +17,27 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Significant digits kept: values are exact to 1% (plenty for thresholds).
 const SIGFIG: u8 = 2;
 
-/// A distribution of non-negative integers.
-#[derive(Clone, Debug)]
-pub struct Dist(Histogram<u64>);
+/// The bucketing template: never recorded into, only asked which bucket a
+/// value falls in.
+static BUCKETS: LazyLock<Histogram<u64>> = LazyLock::new(|| {
+    // Constant, valid bounds.
+    Histogram::new_with_max(u64::MAX / 4, SIGFIG).expect("valid histogram bounds")
+});
 
-impl Default for Dist {
-    fn default() -> Self {
-        Dist::new()
+/// The value representing the bucket `v` falls in (its highest equivalent).
+fn bucket(v: u64) -> u64 {
+    let b = &*BUCKETS;
+    if v >= b.high() {
+        return v;
     }
+    b.highest_equivalent(v)
 }
 
-impl PartialEq for Dist {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
+/// A distribution of non-negative integers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dist {
+    /// (bucket value, count), ascending, counts > 0.
+    buckets: Vec<(u64, u64)>,
 }
 
 /// Median and the median absolute deviation, scaled to estimate a standard
@@ -36,10 +50,7 @@ pub struct Robust {
 
 impl Dist {
     pub fn new() -> Dist {
-        // Auto-resizing, so any u64 fits; SIGFIG is a valid constant.
-        let mut h = Histogram::new(SIGFIG).expect("2 significant digits is valid");
-        h.auto(true);
-        Dist(h)
+        Dist::default()
     }
 
     pub fn record(&mut self, v: u64) {
@@ -47,52 +58,62 @@ impl Dist {
     }
 
     pub fn record_n(&mut self, v: u64, n: u64) {
-        // With auto-resize, recording cannot fail for u64 values.
-        let _ = self.0.record_n(v, n);
+        if n == 0 {
+            return;
+        }
+        let b = bucket(v);
+        match self.buckets.binary_search_by_key(&b, |e| e.0) {
+            Ok(i) => self.buckets[i].1 += n,
+            Err(i) => self.buckets.insert(i, (b, n)),
+        }
     }
 
     pub fn merge(&mut self, other: &Dist) {
-        let _ = self.0.add(&other.0);
+        for &(v, n) in &other.buckets {
+            self.record_n(v, n);
+        }
     }
 
     pub fn count(&self) -> u64 {
-        self.0.len()
+        self.buckets.iter().map(|b| b.1).sum()
     }
 
     pub fn max(&self) -> u64 {
-        if self.count() == 0 { 0 } else { self.0.max() }
+        self.buckets.last().map_or(0, |b| b.0)
     }
 
+    /// The smallest recorded value with at least `q` of the values at or
+    /// below it (nearest rank).
     pub fn quantile(&self, q: f64) -> u64 {
-        if self.count() == 0 {
-            0
-        } else {
-            self.0.value_at_quantile(q)
+        let n = self.count();
+        if n == 0 {
+            return 0;
         }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for &(v, c) in &self.buckets {
+            seen += c;
+            if seen >= rank {
+                return v;
+            }
+        }
+        self.max()
     }
 
     /// Recorded (value, count) pairs in value order.
     pub fn buckets(&self) -> Vec<(u64, u64)> {
-        self.0
-            .iter_recorded()
-            .map(|v| {
-                (
-                    self.0.highest_equivalent(v.value_iterated_to()),
-                    v.count_at_value(),
-                )
-            })
-            .collect()
+        self.buckets.clone()
     }
 
     /// Median and scaled MAD; `None` when empty.
     pub fn robust(&self) -> Option<Robust> {
-        let buckets = self.buckets();
-        let n: u64 = buckets.iter().map(|b| b.1).sum();
+        let n = self.count();
         if n == 0 {
             return None;
         }
-        let median = weighted_median(buckets.iter().map(|&(v, c)| (v as f64, c)), n);
-        let mut dev: Vec<(f64, u64)> = buckets
+        let median = weighted_median(self.buckets.iter().map(|&(v, c)| (v as f64, c)), n);
+        let mut dev: Vec<(f64, u64)> = self
+            .buckets
             .iter()
             .map(|&(v, c)| ((v as f64 - median).abs(), c))
             .collect();
@@ -102,6 +123,11 @@ impl Dist {
             median,
             sigma: 1.4826 * mad,
         })
+    }
+
+    /// Heap bytes held (for the memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(u64, u64)>()
     }
 }
 
@@ -122,7 +148,7 @@ fn weighted_median(values: impl Iterator<Item = (f64, u64)>, n: u64) -> f64 {
 
 impl Serialize for Dist {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.buckets().serialize(s)
+        self.buckets.serialize(s)
     }
 }
 
@@ -136,6 +162,7 @@ impl<'de> Deserialize<'de> for Dist {
             }
             dist.record_n(v, c);
         }
+        dist.buckets.shrink_to_fit();
         Ok(dist)
     }
 }

@@ -34,7 +34,11 @@ pub struct PairKey {
 
 #[derive(Debug, Default)]
 struct Pair {
-    /// (start ns, bytes sent, connected)
+    /// The first connection, inline: most pairs never see a second, and a
+    /// deque allocates.
+    first: (i64, u64, bool),
+    /// (start ns, bytes sent, connected), from the second connection on
+    /// (the first included).
     conns: VecDeque<(i64, u64, bool)>,
     total: u64,
     last_seen: i64,
@@ -59,7 +63,13 @@ pub struct Score {
 pub struct Beacons {
     pairs: HashMap<PairKey, Pair>,
     pub untracked: u64,
+    last_sweep_hour: i64,
 }
+
+/// Pairs quiet this long are forgotten (packet time).
+const IDLE_NS: i64 = 6 * 3_600_000_000_000;
+/// When the table is full, pairs seen once and quiet this long make room.
+const ONE_OFF_NS: i64 = 600_000_000_000;
 
 fn mad(sorted: &[f64], median: f64) -> f64 {
     let mut dev: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
@@ -140,15 +150,31 @@ impl Beacons {
         connected: bool,
         min: usize,
     ) -> Option<Score> {
+        self.sweep(start);
         if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_PAIRS {
-            self.untracked += 1;
-            return None;
+            let cutoff = start - ONE_OFF_NS;
+            self.pairs
+                .retain(|_, p| p.total > 1 || p.last_seen >= cutoff);
+            if self.pairs.len() >= MAX_PAIRS {
+                self.untracked += 1;
+                return None;
+            }
         }
+        let conn = (start, bytes, connected);
         let p = self.pairs.entry(key).or_default();
-        if p.conns.len() == KEPT {
-            p.conns.pop_front();
+        match p.total {
+            0 => p.first = conn,
+            1 => {
+                p.conns.push_back(p.first);
+                p.conns.push_back(conn);
+            }
+            _ => {
+                if p.conns.len() == KEPT {
+                    p.conns.pop_front();
+                }
+                p.conns.push_back(conn);
+            }
         }
-        p.conns.push_back((start, bytes, connected));
         p.total += 1;
         p.last_seen = p.last_seen.max(start);
         let n = p.total as usize;
@@ -158,6 +184,15 @@ impl Beacons {
         let (a, b) = p.conns.as_slices();
         let all: Vec<(i64, u64, bool)> = a.iter().chain(b).copied().collect();
         score(&all)
+    }
+
+    /// Once an hour of packet time, forget pairs quiet for [`IDLE_NS`].
+    fn sweep(&mut self, now: i64) {
+        let hour = now.div_euclid(3_600_000_000_000);
+        if hour > self.last_sweep_hour {
+            self.last_sweep_hour = hour;
+            self.forget_before(now - IDLE_NS);
+        }
     }
 
     /// Forget pairs quiet since `before` (packet time).

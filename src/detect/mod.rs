@@ -34,6 +34,14 @@ use known::Known;
 use network::{Networks, Place};
 use settings::{Allow, DetectSettings};
 
+/// Where a flow's two ends are, and their baselines (looked up once).
+pub struct Ends<'a> {
+    pub s: Place,
+    pub d: Place,
+    pub src: Option<&'a crate::baseline::model::HostBaseline>,
+    pub dst: Option<&'a crate::baseline::model::HostBaseline>,
+}
+
 /// What detectors see besides the flow.
 pub struct Ctx<'a> {
     pub nets: &'a Networks,
@@ -148,18 +156,30 @@ impl Detectors {
             let vlan = r.inner_vlan.or(r.vlan);
             let s = cx.nets.place(r.src_ip, vlan);
             let d = cx.nets.place(r.dst_ip, vlan);
+            let e = Ends {
+                s,
+                d,
+                src: cx
+                    .known
+                    .filter(|_| s.internal)
+                    .and_then(|k| k.host(&r.src_ip)),
+                dst: cx
+                    .known
+                    .filter(|_| d.internal)
+                    .and_then(|k| k.host(&r.dst_ip)),
+            };
             self.now = self.now.max(r.end);
             if cx.known.is_some() {
-                novelty::flow(&cx, r, s, d, &mut self.findings);
+                novelty::flow(&cx, r, &e, &mut self.findings);
                 if on(Detector::Volume) {
-                    self.volume.flow(&cx, r, s, d, &mut self.findings);
+                    self.volume.flow(&cx, r, &e, &mut self.findings);
                 }
             }
             if on(Detector::Scan) {
-                self.scan.flow(&cx, r, s, d, &mut self.findings);
+                self.scan.flow(&cx, r, &e, &mut self.findings);
             }
             if on(Detector::TcpFlags) {
-                self.tcp_flags.flow(&cx, r, s, d, &mut self.findings);
+                self.tcp_flags.flow(&cx, r, &e, &mut self.findings);
             }
             if on(Detector::Beacon) && s.internal && (!d.internal || cx.settings.beacon.internal) {
                 beacon_flow(&cx, &mut self.beacons, r, s, d, &mut self.findings);

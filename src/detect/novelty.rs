@@ -8,25 +8,25 @@
 use serde_json::json;
 
 use super::Ctx;
+use super::Ends;
 use super::event::{Detector, Finding, service_text};
-use super::network::Place;
 use crate::baseline::learn::service_port;
 use crate::baseline::model::{Edge, Proto, Service};
 use crate::decode::proto;
 use crate::flow::FlowRecord;
 use crate::segmentation::Severity;
 
-pub fn flow(cx: &Ctx<'_>, r: &FlowRecord, s: Place, d: Place, out: &mut Vec<Finding>) {
+pub fn flow(cx: &Ctx<'_>, r: &FlowRecord, e: &Ends<'_>, out: &mut Vec<Finding>) {
+    let (s, d) = (e.s, e.d);
     let Some(known) = cx.known else { return };
     if !r.outcome.connected() {
         return;
     }
     let port = service_port(r);
-    let svc = service_text(r.proto, port);
     let (sz, dz) = (cx.nets.name(s.zone), cx.nets.name(d.zone));
     if s.internal && d.internal && cx.settings.is_on(Detector::NewPeer) {
         let zone_known = known.zone_edge(s.zone, d.zone, r.proto, port);
-        let host = known.host(&r.src_ip);
+        let host = e.src;
         let host_knows = host.is_some_and(|h| {
             h.peers.contains_key(&Edge {
                 peer: r.dst_ip,
@@ -38,6 +38,7 @@ pub fn flow(cx: &Ctx<'_>, r: &FlowRecord, s: Place, d: Place, out: &mut Vec<Find
         // Zone-known and host-new is reported only where it matters (CDE).
         let report = !host_knows && (!zone_known || (cde && host.is_some_and(|h| !h.peers_full)));
         if report {
+            let svc = service_text(r.proto, port);
             let (severity, score, why) = if !zone_known {
                 (
                     if cde {
@@ -75,13 +76,14 @@ pub fn flow(cx: &Ctx<'_>, r: &FlowRecord, s: Place, d: Place, out: &mut Vec<Find
         && cx.settings.is_on(Detector::NewService)
         && port < cx.settings.novelty.ephemeral_from
         && !matches!(r.proto, proto::ICMP | proto::ICMPV6)
-        && let Some(h) = known.host(&r.dst_ip)
+        && let Some(h) = e.dst
         && !h.services_full
         && !h.services.contains_key(&Service {
             proto: Proto(r.proto),
             port,
         })
     {
+        let svc = service_text(r.proto, port);
         let (severity, score) = if d.cde {
             (Severity::High, 0.9)
         } else if port < 1024 || h.services.is_empty() {
@@ -119,6 +121,7 @@ pub fn flow(cx: &Ctx<'_>, r: &FlowRecord, s: Place, d: Place, out: &mut Vec<Find
         if service_known && (open || dest_known) {
             return;
         }
+        let svc = service_text(r.proto, port);
         let (severity, score, why) = if !service_known {
             (
                 if s.cde {

@@ -13,9 +13,9 @@ use hashbrown::{HashMap, HashSet};
 use serde_json::json;
 
 use super::Ctx;
+use super::Ends;
 use super::event::{Detector, Finding, service_text};
 use super::fanout::Fanout;
-use super::network::Place;
 use crate::analysis::ArpFact;
 use crate::baseline::learn::service_port;
 use crate::baseline::model::Mac;
@@ -40,14 +40,8 @@ impl Default for Scan {
 }
 
 impl Scan {
-    pub fn flow(
-        &mut self,
-        cx: &Ctx<'_>,
-        r: &FlowRecord,
-        s: Place,
-        d: Place,
-        out: &mut Vec<Finding>,
-    ) {
+    pub fn flow(&mut self, cx: &Ctx<'_>, r: &FlowRecord, e: &Ends<'_>, out: &mut Vec<Finding>) {
+        let (s, d) = (e.s, e.d);
         // Probes mostly fail; a browser opening 40 connections for one page
         // succeeds. Only failed attempts count toward a scan.
         if r.outcome.connected() {
@@ -61,7 +55,7 @@ impl Scan {
         else {
             return;
         };
-        let base = cx.known.and_then(|k| k.host(&r.src_ip));
+        let base = e.src;
         let learned = |d: Option<&crate::baseline::dist::Dist>| d.map_or(0, |d| d.max());
         let host_bar = set
             .min_hosts

@@ -11,6 +11,7 @@ use hashbrown::HashMap;
 use serde_json::json;
 
 use super::Ctx;
+use super::Ends;
 use super::event::{Detector, Finding};
 use super::network::Place;
 use crate::decode::tcp_flags::{self, ACK, FIN, PSH, RST, SYN, URG};
@@ -39,14 +40,8 @@ pub struct TcpFlags {
 const MAX_SOURCES: usize = 100_000;
 
 impl TcpFlags {
-    pub fn flow(
-        &mut self,
-        cx: &Ctx<'_>,
-        r: &FlowRecord,
-        s: Place,
-        d: Place,
-        out: &mut Vec<Finding>,
-    ) {
+    pub fn flow(&mut self, cx: &Ctx<'_>, r: &FlowRecord, e: &Ends<'_>, out: &mut Vec<Finding>) {
+        let (s, d) = (e.s, e.d);
         let Some(odd) = r.odd_tcp_flags else { return };
         if self.count.len() >= MAX_SOURCES && !self.count.contains_key(&r.src_ip) {
             self.count.clear();

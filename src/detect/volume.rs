@@ -16,9 +16,11 @@ use hashbrown::HashMap;
 use serde_json::json;
 
 use super::Ctx;
+use super::Ends;
 use super::event::{Detector, Finding, bytes_text};
 use super::network::{NetId, Place};
 use crate::baseline::dist::{Dist, robust_of};
+use crate::baseline::model::HostBaseline;
 use crate::baseline::model::{ZoneBaseline, hour_of_week};
 use crate::flow::FlowRecord;
 use crate::segmentation::Severity;
@@ -43,7 +45,7 @@ struct ZoneHour {
 pub struct Volume {
     /// Totals per entity and hour (flows arrive in each worker's order, so
     /// the previous hour stays open for late ones).
-    hosts: HashMap<(IpAddr, i64), HostHour>,
+    hosts: HashMap<IpAddr, [(i64, HostHour); 2]>,
     zones: HashMap<(NetId, i64), ZoneHour>,
     last_sweep: i64,
 }
@@ -130,17 +132,19 @@ fn bar_json(b: &Bar, unit: &str) -> serde_json::Value {
 }
 
 impl Volume {
-    pub fn flow(
-        &mut self,
-        cx: &Ctx<'_>,
-        r: &FlowRecord,
-        s: Place,
-        d: Place,
-        out: &mut Vec<Finding>,
-    ) {
+    pub fn flow(&mut self, cx: &Ctx<'_>, r: &FlowRecord, e: &Ends<'_>, out: &mut Vec<Finding>) {
+        let (s, d) = (e.s, e.d);
         let hour = r.end.div_euclid(HOUR_NS);
         if s.internal {
-            self.host(cx, r, r.src_ip, s, r.bytes_fwd, !d.internal, hour, out);
+            self.host(
+                cx,
+                r,
+                (r.src_ip, s, e.src),
+                r.bytes_fwd,
+                !d.internal,
+                hour,
+                out,
+            );
             let z = self.zones.entry((s.zone, hour)).or_default();
             z.flows += 1;
             if !z.reported
@@ -163,11 +167,20 @@ impl Volume {
             }
         }
         if d.internal {
-            self.host(cx, r, r.dst_ip, d, r.bytes_rev, !s.internal, hour, out);
+            self.host(
+                cx,
+                r,
+                (r.dst_ip, d, e.dst),
+                r.bytes_rev,
+                !s.internal,
+                hour,
+                out,
+            );
         }
         if hour > self.last_sweep {
             self.last_sweep = hour;
-            self.hosts.retain(|(_, h), _| *h + 1 >= hour);
+            self.hosts
+                .retain(|_, slots| slots[0].0.max(slots[1].0) + 1 >= hour);
             self.zones.retain(|(_, h), _| *h + 1 >= hour);
         }
     }
@@ -177,8 +190,7 @@ impl Volume {
         &mut self,
         cx: &Ctx<'_>,
         r: &FlowRecord,
-        ip: IpAddr,
-        place: Place,
+        (ip, place, base): (IpAddr, Place, Option<&HostBaseline>),
         sent: u64,
         external: bool,
         hour: i64,
@@ -187,13 +199,19 @@ impl Volume {
         if sent == 0 {
             return;
         }
-        let h = self.hosts.entry((ip, hour)).or_default();
+        // One slot per hour parity: this hour and the one before stay open
+        // for flows handed over late.
+        let slots = self.hosts.entry(ip).or_default();
+        let slot = &mut slots[(hour & 1) as usize];
+        if slot.0 != hour {
+            *slot = (hour, HostHour::default());
+        }
+        let h = &mut slot.1;
         h.bytes_out += sent;
         if external {
             h.external_bytes += sent;
         }
         let v = &cx.settings.volume;
-        let base = cx.known.and_then(|k| k.host(&ip));
         let zone = cx.nets.name(place.zone);
         if h.reported & 1 == 0 && h.external_bytes as f64 > v.upload_floor_bytes as f64 {
             let bar = match base
