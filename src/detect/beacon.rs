@@ -9,8 +9,10 @@
 //! relative dispersion judges a 10-second and a 1-hour beacon alike.
 //!
 //! Not beacons: fewer than `min_connections`, intervals under
-//! `min_interval_secs` (bursts), and pairs where most connections failed
-//! (a host retrying a dead server is not checking in with anyone).
+//! `min_interval_secs` (bursts), timing that is not regular (interval MAD
+//! over 30% of the median interval) whatever the sizes, and pairs where most
+//! connections failed (a host retrying a dead server is not checking in
+//! with anyone).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -219,8 +221,17 @@ impl Beacons {
 }
 
 /// Whether a score makes a beacon under the given thresholds.
+///
+/// Besides the score, the timing itself must be regular (intervals within
+/// 30% of the median, by MAD): constant-size traffic such as DNS
+/// queries gets the two size scores for free, and random (Poisson) timing,
+/// MAD about 0.7 of the median, could otherwise reach the score by luck in
+/// a short window.
 pub fn is_beacon(s: &Score, min_score: f64, min_interval_secs: f64) -> bool {
-    s.score >= min_score && s.median_interval_secs >= min_interval_secs && s.connected_ratio >= 0.5
+    s.score >= min_score
+        && s.median_interval_secs >= min_interval_secs
+        && s.interval_mad_secs <= 0.3 * s.median_interval_secs
+        && s.connected_ratio >= 0.5
 }
 
 #[cfg(test)]
