@@ -1,0 +1,605 @@
+//! The TLS side of the metrics endpoint: turns the checked
+//! `tls_server_config` settings into a rustls server configuration (ring
+//! provider), and refuses what would fail later: unreadable or non-PEM
+//! files, a key that does not belong to the certificate, a client CA that
+//! is missing or unusable, suites and curves rustls does not implement.
+//!
+//! Client certificate policies keep Go's meaning, since exporter-toolkit
+//! passes them to Go's `crypto/tls`: `RequestClientCert` and
+//! `RequireAnyClientCert` ask for a certificate without verifying it (the
+//! client still proves it holds the certificate's key);
+//! `VerifyClientCertIfGiven` and `RequireAndVerifyClientCert` verify it
+//! against `client_ca_file`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use time::OffsetDateTime;
+
+/// `client_auth_type`, with Go's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    NoClientCert,
+    RequestClientCert,
+    RequireAnyClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
+}
+
+impl FromStr for ClientAuth {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "NoClientCert" => ClientAuth::NoClientCert,
+            "RequestClientCert" => ClientAuth::RequestClientCert,
+            // exporter-toolkit keeps the old name too.
+            "RequireAnyClientCert" | "RequireClientCert" => ClientAuth::RequireAnyClientCert,
+            "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
+            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// PEM text, from a file or written inline; the key that named it.
+#[derive(Clone, Debug)]
+pub enum Pem {
+    File(&'static str, PathBuf),
+    Inline(&'static str, String),
+}
+
+impl Pem {
+    fn key(&self) -> &'static str {
+        match self {
+            Pem::File(k, _) | Pem::Inline(k, _) => k,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Pem::File(k, p) => format!("{k} {}", p.display()),
+            Pem::Inline(k, _) => format!("the inline {k}"),
+        }
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, Problem> {
+        match self {
+            Pem::File(k, p) => std::fs::read(p).map_err(|e| {
+                Problem::new(
+                    k,
+                    format!("cannot read {k} {}: {e}", p.display()),
+                    "check the path (a relative path starts from the web config file's folder) and that segwatch may read the file",
+                )
+            }),
+            Pem::Inline(_, text) => Ok(text.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// What went wrong, the `tls_server_config` key it is about, and the fix.
+#[derive(Debug)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(key: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Problem {
+        Problem {
+            key,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// `tls_server_config` after spelling checks; files not read yet.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub cert: Pem,
+    pub key: Pem,
+    pub client_ca: Option<Pem>,
+    pub client_auth: ClientAuth,
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
+    /// Go names; empty: rustls's defaults.
+    pub cipher_suites: Vec<String>,
+    pub prefer_server_cipher_suites: bool,
+    /// Go names; empty: rustls's defaults.
+    pub curve_preferences: Vec<String>,
+}
+
+/// Build the server configuration; also returns warnings about the
+/// certificate's validity period at `now`.
+pub fn server_config(
+    s: &TlsSettings,
+    now: OffsetDateTime,
+) -> Result<(ServerConfig, Vec<String>), Problem> {
+    let provider = Arc::new(provider(s)?);
+    let chain = certificates(&s.cert)?;
+    let key = private_key(&s.key)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| {
+            Problem::new(
+                s.key.key(),
+                format!("{} is not a usable private key: {e}", s.key.describe()),
+                "use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key",
+            )
+        })?;
+    match CertifiedKey::new(chain.clone(), signing).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(Problem::new(
+                s.key.key(),
+                format!(
+                    "the private key in {} does not belong to the certificate in {}",
+                    s.key.describe(),
+                    s.cert.describe()
+                ),
+                "pair the certificate with the key it was issued for (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` print the same key when they match)",
+            ));
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                s.cert.key(),
+                format!(
+                    "the first certificate in {} is not a valid X.509 certificate: {e}",
+                    s.cert.describe()
+                ),
+                "put the server certificate first, then its intermediates, all in PEM",
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    if let Some(w) = chain
+        .first()
+        .and_then(|c| validity_warning(c, now, &s.cert.describe()))
+    {
+        warnings.push(w);
+    }
+
+    let mut versions = Vec::new();
+    if s.min_version > s.max_version {
+        return Err(Problem::new(
+            "max_version",
+            "max_version is below min_version",
+            "set max_version to min_version or above (TLS12 < TLS13)",
+        ));
+    }
+    if s.min_version <= TlsVersion::Tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if s.max_version >= TlsVersion::Tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|e| {
+            Problem::new(
+                "cipher_suites",
+                format!("no cipher suite is left for the TLS versions allowed: {e}"),
+                "list at least one suite of each version allowed, or remove cipher_suites",
+            )
+        })?;
+    let verifier = client_verifier(s, &provider)?;
+    let mut config = builder
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            Problem::new(
+                s.cert.key(),
+                format!("cannot use {}: {e}", s.cert.describe()),
+                "check that the certificate and key are a pair, in PEM",
+            )
+        })?;
+    config.ignore_client_order = s.prefer_server_cipher_suites;
+    Ok((config, warnings))
+}
+
+fn certificates(pem: &Pem) -> Result<Vec<CertificateDer<'static>>, Problem> {
+    let bytes = pem.bytes()?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Problem::new(
+                pem.key(),
+                format!("{} is not valid PEM: {e}", pem.describe()),
+                "give certificates in PEM (-----BEGIN CERTIFICATE-----); convert DER with `openssl x509 -inform der -in CERT -out CERT.pem`",
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(Problem::new(
+            pem.key(),
+            format!(
+                "{} holds no certificate (no -----BEGIN CERTIFICATE----- block)",
+                pem.describe()
+            ),
+            "point it at the certificate in PEM (the server's first, then its intermediates), not at the key",
+        ));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, Problem> {
+    let bytes = pem.bytes()?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        let message = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => format!(
+                "{} holds no private key (no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block)",
+                pem.describe()
+            ),
+            e => format!("{} is not valid PEM: {e}", pem.describe()),
+        };
+        Problem::new(
+            pem.key(),
+            message,
+            "point it at the unencrypted private key in PEM; an encrypted key (ENCRYPTED PRIVATE KEY) must be decrypted first with `openssl pkey -in KEY -out KEY.plain`",
+        )
+    })
+}
+
+/// The ring provider, narrowed to the configured suites and curves.
+fn provider(s: &TlsSettings) -> Result<CryptoProvider, Problem> {
+    let mut p = ring::default_provider();
+    if !s.cipher_suites.is_empty() {
+        let available: Vec<String> = p.cipher_suites.iter().map(|c| go_suite_name(*c)).collect();
+        let mut tls12 = Vec::new();
+        for name in &s.cipher_suites {
+            let canonical = match name.as_str() {
+                // Go's older names for the ChaCha20 suites.
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
+                | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+                    format!("{name}_SHA256")
+                }
+                _ => name.clone(),
+            };
+            match p
+                .cipher_suites
+                .iter()
+                .find(|c| go_suite_name(**c) == canonical)
+            {
+                // As in Go, TLS 1.3 suites are always on; listing them changes nothing.
+                Some(c) if c.tls13().is_some() => {}
+                Some(c) => tls12.push(*c),
+                None => {
+                    let known_to_go = name.starts_with("TLS_")
+                        && ["_CBC_", "_RC4_", "3DES", "TLS_RSA_"]
+                            .iter()
+                            .any(|k| name.contains(k));
+                    let message = if known_to_go {
+                        format!(
+                            "cipher suite {name} is not implemented by rustls (no CBC, RC4, 3DES or RSA key exchange suites)"
+                        )
+                    } else {
+                        format!("unknown cipher suite {name}")
+                    };
+                    return Err(Problem::new(
+                        "cipher_suites",
+                        message,
+                        format!("choose from {}", available.join(", ")),
+                    ));
+                }
+            }
+        }
+        p.cipher_suites.retain(|c| c.tls13().is_some());
+        p.cipher_suites.extend(tls12);
+    }
+    if !s.curve_preferences.is_empty() {
+        let mut groups = Vec::new();
+        for name in &s.curve_preferences {
+            let group = match name.as_str() {
+                "X25519" => ring::kx_group::X25519,
+                "CurveP256" => ring::kx_group::SECP256R1,
+                "CurveP384" => ring::kx_group::SECP384R1,
+                "CurveP521" | "X25519MLKEM768" => {
+                    return Err(Problem::new(
+                        "curve_preferences",
+                        format!("curve {name} is not implemented by segwatch's TLS library"),
+                        "choose from X25519, CurveP256, CurveP384",
+                    ));
+                }
+                _ => {
+                    return Err(Problem::new(
+                        "curve_preferences",
+                        format!("unknown curve {name}"),
+                        "choose from X25519, CurveP256, CurveP384",
+                    ));
+                }
+            };
+            groups.push(group);
+        }
+        p.kx_groups = groups;
+    }
+    Ok(p)
+}
+
+/// Go's name of a suite: rustls writes TLS 1.3 suites as `TLS13_...`.
+fn go_suite_name(c: rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", c.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+fn client_verifier(
+    s: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, Problem> {
+    let verify = matches!(
+        s.client_auth,
+        ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
+    );
+    match (&s.client_ca, s.client_auth) {
+        (Some(ca), ClientAuth::NoClientCert) => {
+            return Err(Problem::new(
+                ca.key(),
+                format!("{} is set but client_auth_type is NoClientCert", ca.key()),
+                "set client_auth_type: RequireAndVerifyClientCert to require client certificates signed by that CA, or remove it",
+            ));
+        }
+        (None, ClientAuth::NoClientCert) => return Ok(Arc::new(rustls::server::NoClientAuth)),
+        (None, _) if verify => {
+            return Err(Problem::new(
+                "client_auth_type",
+                format!("client_auth_type {} needs client_ca_file", s.client_auth),
+                "set client_ca_file to the CA (PEM) that signs the clients' certificates",
+            ));
+        }
+        _ => {}
+    }
+    if !verify {
+        return Ok(Arc::new(AnyClientCert {
+            mandatory: s.client_auth == ClientAuth::RequireAnyClientCert,
+            algorithms: provider.signature_verification_algorithms,
+        }));
+    }
+    let Some(ca) = &s.client_ca else {
+        return Err(Problem::new(
+            "client_ca_file",
+            "no client CA",
+            "set client_ca_file",
+        ));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certificates(ca)?.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            Problem::new(
+                ca.key(),
+                format!(
+                    "certificate {} in {} is not a usable CA: {e}",
+                    i + 1,
+                    ca.describe()
+                ),
+                "give the CA certificates (PEM) that sign the clients' certificates",
+            )
+        })?;
+    }
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+    let builder = if s.client_auth == ClientAuth::VerifyClientCertIfGiven {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder.build().map_err(|e| {
+        Problem::new(
+            ca.key(),
+            format!("cannot verify clients with {}: {e}", ca.describe()),
+            "give the CA certificates (PEM) that sign the clients' certificates",
+        )
+    })
+}
+
+/// Go's `RequestClientCert`/`RequireAnyClientCert`: any certificate is
+/// accepted, but the handshake signature is still checked, so the client
+/// holds its key.
+#[derive(Debug)]
+struct AnyClientCert {
+    mandatory: bool,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A warning when the certificate is expired, not valid yet, or expires
+/// within 14 days; clients refuse such certificates, but a sensor should
+/// keep running so the warning is all segwatch does.
+fn validity_warning(cert: &CertificateDer<'_>, now: OffsetDateTime, what: &str) -> Option<String> {
+    let (not_before, not_after) = validity(cert.as_ref())?;
+    let date = |t: OffsetDateTime| t.date().to_string();
+    if now > not_after {
+        Some(format!(
+            "the certificate in {what} expired on {}; clients will refuse it until it is renewed",
+            date(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "the certificate in {what} is not valid before {}; clients will refuse it until then (is the clock right?)",
+            date(not_before)
+        ))
+    } else if not_after - now < time::Duration::days(14) {
+        Some(format!(
+            "the certificate in {what} expires on {}; renew it and restart segwatch",
+            date(not_after)
+        ))
+    } else {
+        None
+    }
+}
+
+/// One DER element at the start of `b`: (tag, contents, what follows).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, rest) = b.split_at_checked(n)?;
+        b = rest;
+        bytes.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x))
+    };
+    let (contents, rest) = b.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// `notBefore` and `notAfter` of an X.509 certificate (RFC 5280 4.1).
+fn validity(cert: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = der(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // Optional [0] version, then serial number, signature algorithm, issuer.
+    if der(rest)?.0 == 0xa0 {
+        rest = der(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = der(rest)?.2;
+    }
+    let (SEQUENCE, validity, _) = der(rest)? else {
+        return None;
+    };
+    let (t1, before, rest) = der(validity)?;
+    let (t2, after, _) = der(rest)?;
+    Some((asn1_time(t1, before)?, asn1_time(t2, after)?))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn asn1_time(tag: u8, s: &[u8]) -> Option<OffsetDateTime> {
+    let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, rest) = match (tag, s.len()) {
+        (0x17, 12) => {
+            let yy: i32 = s.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, s.get(2..)?)
+        }
+        (0x18, 14) => (s.get(..4)?.parse().ok()?, s.get(4..)?),
+        _ => return None,
+    };
+    let n = |i: usize| -> Option<u8> { rest.get(i..i + 2)?.parse().ok() };
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
+    let t = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
+    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_cert() -> CertificateDer<'static> {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/server.pem");
+        CertificateDer::from_pem_file(p).expect("fixture")
+    }
+
+    #[test]
+    fn validity_is_read_from_the_certificate() {
+        let (before, after) = validity(fixture_cert().as_ref()).expect("dates");
+        // The fixtures are made valid for 100 years (GeneralizedTime past 2049).
+        assert!(after.year() - before.year() >= 99, "{before} {after}");
+        assert!(validity(b"\x30\x03\x02\x01").is_none());
+        assert!(validity(&[]).is_none());
+    }
+
+    #[test]
+    fn expired_and_future_certificates_warn() {
+        let c = fixture_cert();
+        let (before, after) = validity(c.as_ref()).expect("dates");
+        let w =
+            validity_warning(&c, after + time::Duration::days(1), "cert_file x").expect("expired");
+        assert!(w.contains("expired on"), "{w}");
+        let w =
+            validity_warning(&c, before - time::Duration::days(1), "cert_file x").expect("future");
+        assert!(w.contains("not valid before"), "{w}");
+        let w = validity_warning(&c, after - time::Duration::days(3), "x").expect("soon");
+        assert!(w.contains("expires on"), "{w}");
+        assert!(validity_warning(&c, before + time::Duration::days(1), "x").is_none());
+    }
+
+    #[test]
+    fn asn1_times() {
+        let t = asn1_time(0x17, b"491231235959Z").expect("utc");
+        assert_eq!(t.year(), 2049);
+        let t = asn1_time(0x17, b"500101000000Z").expect("utc");
+        assert_eq!(t.year(), 1950);
+        let t = asn1_time(0x18, b"21260101120000Z").expect("generalized");
+        assert_eq!((t.year(), t.hour()), (2126, 12));
+        assert!(asn1_time(0x17, b"491331235959Z").is_none());
+        assert!(asn1_time(0x17, b"4912312359Z").is_none());
+    }
+}
