@@ -149,6 +149,9 @@ const HEADERS: [(&str, &[&str]); 5] = [
 
 const EXAMPLE: &str = "configs/prometheus/web-config.example.yml";
 
+/// The hash of "change-me" that the example file ships with.
+const EXAMPLE_HASH: &str = "$2b$10$41EfGZ3SP3zofN5JFUaRSeQx2Tx.BVwpeuIImHpZtpf9F2KiOn7Ke";
+
 impl WebConfig {
     /// Read, parse and check a web config file, including the files it names.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
@@ -183,7 +186,6 @@ impl WebConfig {
             })?
         };
         let mut warnings = Vec::new();
-
         if raw.rate_limit.is_some() {
             return Err(invalid(
                 &["rate_limit"],
@@ -208,6 +210,12 @@ impl WebConfig {
                     &["basic_auth_users", &user],
                     format!("user name {user:?} contains ':', which basic auth cannot carry"),
                     "choose a user name without ':'".into(),
+                ));
+            }
+            if hash == EXAMPLE_HASH {
+                warnings.push(format!(
+                    "{}: user {user:?} has the example password \"change-me\" of {EXAMPLE}: set a hash of your own",
+                    at(path, line_of(text, &["basic_auth_users", &user]))
                 ));
             }
             users.insert(user, hash);
