@@ -6,7 +6,8 @@
 //! a `WWW-Authenticate` challenge, the right ones get the metrics, and that
 //! with `RequireAndVerifyClientCert` a client without a certificate, or with
 //! one the CA did not sign, is refused while one with a signed certificate
-//! gets in.
+//! gets in. A certificate renewed in place is served from the next
+//! connection on, without a restart.
 //!
 //! Also, through the library and without root: a client that trickles its
 //! request or sends nothing does not stop others from scraping, an oversized
@@ -188,6 +189,28 @@ fn curl_sees_tls_and_basic_auth() {
     // A client that does not trust the CA refuses the server (curl: 60).
     let (code, r) = curl(&ns, d, &["-u", &cred, &url("/metrics")]);
     assert_eq!(code, 60, "{r}");
+
+    // The certificate is renewed in place (here by a new CA): the next
+    // connections get the new one, without a restart.
+    let renewed = d.join("renewed");
+    std::fs::create_dir(&renewed).expect("mkdir");
+    common::pki::make(&renewed).expect("renewed certificates");
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(renewed.join(f), d.join(f)).expect("renew");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, r) = curl(
+        &ns,
+        d,
+        &["--cacert", "renewed/ca.pem", "-u", &cred, &url("/healthz")],
+    );
+    assert_eq!((code, status(&r)), (0, Some(200)), "{r}");
+    let (code, r) = curl(
+        &ns,
+        d,
+        &["--cacert", "ca.pem", "-u", &cred, &url("/healthz")],
+    );
+    assert_eq!(code, 60, "the old CA no longer matches: {r}");
 }
 
 #[test]

@@ -195,14 +195,19 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         linger(&conn.stream);
         return;
     };
-    if !starts_with_tls(&stream, deadline) {
-        // Go's servers answer plain HTTP on a TLS port the same way.
-        let mut conn = DeadlineStream { stream, deadline };
-        let _ = conn.write_all(
-            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
-        );
-        linger(&conn.stream);
-        return;
+    match first_byte(&stream, deadline) {
+        Some(0x16) => {}
+        Some(_) => {
+            // Go's servers answer plain HTTP on a TLS port the same way.
+            let mut conn = DeadlineStream { stream, deadline };
+            let _ = conn.write_all(
+                b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            );
+            linger(&conn.stream);
+            return;
+        }
+        // Silent until the deadline, or gone.
+        None => return,
     }
     let Ok(session) = rustls::ServerConnection::new(Arc::clone(tls)) else {
         return;
@@ -214,14 +219,18 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     linger(&conn.sock.stream);
 }
 
-/// Whether the client's first byte opens a TLS handshake record (0x16).
-fn starts_with_tls(stream: &TcpStream, deadline: Instant) -> bool {
+/// The client's first byte, without consuming it (0x16 opens a TLS
+/// handshake); `None` when it sends nothing before the deadline.
+fn first_byte(stream: &TcpStream, deadline: Instant) -> Option<u8> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-        return false;
+        return None;
     }
     let mut first = [0u8; 1];
-    matches!(stream.peek(&mut first), Ok(1) if first[0] == 0x16)
+    match stream.peek(&mut first) {
+        Ok(1) => Some(first[0]),
+        _ => None,
+    }
 }
 
 /// Read one request and answer it.

@@ -4,6 +4,9 @@
 //! files, a key that does not belong to the certificate, a client CA that
 //! is missing or unusable, suites and curves rustls does not implement.
 //!
+//! The certificate and key files are re-read when they change
+//! ([`ReloadingCert`]), so renewing them needs no restart.
+//!
 //! Client certificate policies keep Go's meaning, since exporter-toolkit
 //! passes them to Go's `crypto/tls`: `RequestClientCert` and
 //! `RequireAnyClientCert` ask for a certificate without verifying it (the
@@ -14,7 +17,8 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
@@ -139,44 +143,10 @@ pub fn server_config(
     now: OffsetDateTime,
 ) -> Result<(ServerConfig, Vec<String>), Problem> {
     let provider = Arc::new(provider(s)?);
-    let chain = certificates(&s.cert)?;
-    let key = private_key(&s.key)?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(|e| {
-            Problem::new(
-                s.key.key(),
-                format!("{} is not a usable private key: {e}", s.key.describe()),
-                "use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key",
-            )
-        })?;
-    match CertifiedKey::new(chain.clone(), signing).keys_match() {
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(rustls::Error::InconsistentKeys(_)) => {
-            return Err(Problem::new(
-                s.key.key(),
-                format!(
-                    "the private key in {} does not belong to the certificate in {}",
-                    s.key.describe(),
-                    s.cert.describe()
-                ),
-                "pair the certificate with the key it was issued for (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` print the same key when they match)",
-            ));
-        }
-        Err(e) => {
-            return Err(Problem::new(
-                s.cert.key(),
-                format!(
-                    "the first certificate in {} is not a valid X.509 certificate: {e}",
-                    s.cert.describe()
-                ),
-                "put the server certificate first, then its intermediates, all in PEM",
-            ));
-        }
-    }
+    let pair = load_pair(&s.cert, &s.key, &provider)?;
     let mut warnings = Vec::new();
-    if let Some(w) = chain
+    if let Some(w) = pair
+        .cert
         .first()
         .and_then(|c| validity_warning(c, now, &s.cert.describe()))
     {
@@ -209,16 +179,149 @@ pub fn server_config(
     let verifier = client_verifier(s, &provider)?;
     let mut config = builder
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            Problem::new(
-                s.cert.key(),
-                format!("cannot use {}: {e}", s.cert.describe()),
-                "check that the certificate and key are a pair, in PEM",
-            )
-        })?;
+        .with_cert_resolver(Arc::new(ReloadingCert::new(
+            s.cert.clone(),
+            s.key.clone(),
+            provider,
+            pair,
+            RELOAD_CHECK,
+        )));
     config.ignore_client_order = s.prefer_server_cipher_suites;
     Ok((config, warnings))
+}
+
+/// The certificate chain and its key, checked to belong together.
+fn load_pair(cert: &Pem, key: &Pem, provider: &CryptoProvider) -> Result<CertifiedKey, Problem> {
+    let chain = certificates(cert)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(private_key(key)?)
+        .map_err(|e| {
+            Problem::new(
+                key.key(),
+                format!("{} is not a usable private key: {e}", key.describe()),
+                "use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key",
+            )
+        })?;
+    let pair = CertifiedKey::new(chain, signing);
+    match pair.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
+        Err(rustls::Error::InconsistentKeys(_)) => Err(Problem::new(
+            key.key(),
+            format!(
+                "the private key in {} does not belong to the certificate in {}",
+                key.describe(),
+                cert.describe()
+            ),
+            "pair the certificate with the key it was issued for (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` print the same key when they match)",
+        )),
+        Err(e) => Err(Problem::new(
+            cert.key(),
+            format!(
+                "the first certificate in {} is not a valid X.509 certificate: {e}",
+                cert.describe()
+            ),
+            "put the server certificate first, then its intermediates, all in PEM",
+        )),
+    }
+}
+
+/// How often, at most, the certificate and key files are looked at.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// Serves the certificate and key, and re-reads their files when either
+/// changes (looked at on a new connection, at most once per
+/// [`RELOAD_CHECK`]), so a renewed certificate is served without a restart,
+/// as exporter-toolkit does. A new pair that does not load (a file half
+/// written, a key that does not match) is logged and the previous pair
+/// kept until the files change again.
+#[derive(Debug)]
+struct ReloadingCert {
+    cert: Pem,
+    key: Pem,
+    provider: Arc<CryptoProvider>,
+    every: Duration,
+    state: Mutex<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    pair: Arc<CertifiedKey>,
+    stamp: Option<Stamp>,
+    checked: Instant,
+}
+
+/// Modification time and length of the certificate and key files.
+type Stamp = [(SystemTime, u64); 2];
+
+fn stamp(cert: &Pem, key: &Pem) -> Option<Stamp> {
+    let one = |p: &Pem| match p {
+        Pem::File(_, path) => std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len()))),
+        Pem::Inline(..) => None,
+    };
+    Some([one(cert)?, one(key)?])
+}
+
+impl ReloadingCert {
+    fn new(
+        cert: Pem,
+        key: Pem,
+        provider: Arc<CryptoProvider>,
+        pair: CertifiedKey,
+        every: Duration,
+    ) -> ReloadingCert {
+        let state = Mutex::new(Loaded {
+            pair: Arc::new(pair),
+            stamp: stamp(&cert, &key),
+            checked: Instant::now(),
+        });
+        ReloadingCert {
+            cert,
+            key,
+            provider,
+            every,
+            state,
+        }
+    }
+
+    /// The pair to serve now.
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.stamp.is_some() && st.checked.elapsed() >= self.every {
+            st.checked = Instant::now();
+            let now = stamp(&self.cert, &self.key);
+            if now.is_some() && now != st.stamp {
+                st.stamp = now;
+                match load_pair(&self.cert, &self.key, &self.provider) {
+                    Ok(pair) => {
+                        tracing::info!(cert = %self.cert.describe(), "metrics endpoint: certificate reloaded");
+                        if let Some(w) = pair.cert.first().and_then(|c| {
+                            validity_warning(c, OffsetDateTime::now_utc(), &self.cert.describe())
+                        }) {
+                            tracing::warn!("{w}");
+                        }
+                        st.pair = Arc::new(pair);
+                    }
+                    Err(p) => tracing::warn!(
+                        "metrics endpoint: the changed certificate or key does not load, the previous pair stays in use: {} ({})",
+                        p.message,
+                        p.fix
+                    ),
+                }
+            }
+        }
+        Arc::clone(&st.pair)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 fn certificates(pem: &Pem) -> Result<Vec<CertificateDer<'static>>, Problem> {
@@ -484,7 +587,7 @@ fn validity_warning(cert: &CertificateDer<'_>, now: OffsetDateTime, what: &str) 
         ))
     } else if not_after - now < time::Duration::days(14) {
         Some(format!(
-            "the certificate in {what} expires on {}; renew it and restart segwatch",
+            "the certificate in {what} expires on {}; renew it (segwatch picks up the new files)",
             date(not_after)
         ))
     } else {
@@ -589,6 +692,44 @@ mod tests {
         let w = validity_warning(&c, after - time::Duration::days(3), "x").expect("soon");
         assert!(w.contains("expires on"), "{w}");
         assert!(validity_warning(&c, before + time::Duration::days(1), "x").is_none());
+    }
+
+    #[test]
+    fn renewed_certificate_is_served_and_a_broken_one_is_not() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let put = |c: &str, k: &str| {
+            std::fs::copy(fixtures.join(c), &cert).expect("cert");
+            std::fs::copy(fixtures.join(k), &key).expect("key");
+        };
+        put("server.pem", "server.key");
+        let (cert_pem, key_pem) = (
+            Pem::File("cert_file", cert.clone()),
+            Pem::File("key_file", key.clone()),
+        );
+        let provider = Arc::new(ring::default_provider());
+        let pair = load_pair(&cert_pem, &key_pem, &provider).expect("pair");
+        let r = ReloadingCert::new(cert_pem, key_pem, provider, pair, Duration::ZERO);
+        let served = |r: &ReloadingCert| r.current().cert[0].as_ref().to_vec();
+        let first = served(&r);
+        assert_eq!(served(&r), first, "unchanged files, same pair");
+        // Renewed: another certificate and its key.
+        put("client.pem", "client.key");
+        let second = served(&r);
+        assert_ne!(second, first);
+        assert_eq!(
+            second,
+            CertificateDer::from_pem_file(&cert).expect("pem").as_ref()
+        );
+        // A key that does not match: the previous pair stays.
+        std::fs::copy(fixtures.join("other.key"), &key).expect("key");
+        assert_eq!(served(&r), second);
+        std::fs::write(&cert, "half written").expect("cert");
+        assert_eq!(served(&r), second);
+        // Fixed again: served.
+        put("server.pem", "server.key");
+        assert_eq!(served(&r), first);
     }
 
     #[test]

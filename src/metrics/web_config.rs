@@ -20,8 +20,9 @@
 //!   implements TLS 1.2 and 1.3 only. `cipher_suites` and `curve_preferences`
 //!   are honoured for what rustls implements (AEAD suites with ECDHE;
 //!   X25519, P-256, P-384); a name it does not implement is an error.
-//! - The file is read once, at start: restart segwatch after changing it or
-//!   renewing a certificate (exporter-toolkit re-reads it per request).
+//! - The file is read once, at start (exporter-toolkit re-reads it per
+//!   request), except the certificate and key files, which are re-read when
+//!   they change so a renewed certificate needs no restart ([`super::tls`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
