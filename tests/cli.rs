@@ -362,6 +362,26 @@ fn bad_web_config_stops_segwatch_with_file_line_and_fix() {
         "{err}"
     );
 
+    // --web-config wins over metrics.web_config: a good flag over a bad
+    // config entry serves, a bad flag over a good entry does not.
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, "# plain HTTP, no auth\n").expect("write");
+    let good_arg = good.to_str().unwrap_or_default();
+    let pointing = |to: &str| {
+        let cfg = dir.path().join("seg.toml");
+        std::fs::write(&cfg, format!("[metrics]\nweb_config = {to:?}\n")).expect("write");
+        cfg.display().to_string()
+    };
+    let cfg = pointing(web_arg);
+    let out = segwatch(&[&analyze[..], &["--config", &cfg]].concat());
+    assert_eq!(out.status.code(), Some(1), "the config's bad web config");
+    let out = segwatch(&[&analyze[..], &["--config", &cfg, "--web-config", good_arg]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("metrics: http://127.0.0.1:"));
+    let cfg = pointing(good_arg);
+    let out = segwatch(&[&analyze[..], &["--config", &cfg, "--web-config", web_arg]].concat());
+    assert_eq!(out.status.code(), Some(1), "the flag's bad web config");
+
     // --web-config without an endpoint to protect.
     let out = segwatch(&["analyze", sample, "-q", "--web-config", web_arg]);
     assert_eq!(out.status.code(), Some(1));

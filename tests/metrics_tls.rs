@@ -4,7 +4,8 @@
 //! `openssl` command line, and `curl --cacert` checks that HTTPS works, plain
 //! HTTP to the TLS port is refused, missing or wrong credentials get 401 with
 //! a `WWW-Authenticate` challenge, the right ones get the metrics, and that
-//! with `RequireAndVerifyClientCert` a client without a certificate, or with
+//! with `RequireAndVerifyClientCert` (set through `[metrics] web_config` in
+//! the TOML config) a client without a certificate, or with
 //! one the CA did not sign, is refused while one with a signed certificate
 //! gets in. A certificate renewed in place is served from the next
 //! connection on, without a restart.
@@ -30,8 +31,9 @@ use common::netns::{Killed, Netns};
 
 const PASSWORD: &str = "correct horse";
 
-/// A running `segwatch run` in `ns` and the port its endpoint listens on.
-fn start(ns: &Netns, web: &Path) -> (Killed, u16) {
+/// A running `segwatch run` in `ns` with `args` (the web config) and the
+/// port its endpoint listens on.
+fn start(ns: &Netns, args: &[&std::ffi::OsStr]) -> (Killed, u16) {
     let mut child = ns
         .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
@@ -42,8 +44,7 @@ fn start(ns: &Netns, web: &Path) -> (Killed, u16) {
             "--metrics-listen",
             "127.0.0.1:0",
         ])
-        .arg("--web-config")
-        .arg(web)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -98,7 +99,10 @@ fn status(response: &str) -> Option<u16> {
         .ok()
 }
 
-fn ready(tools: &[&str]) -> Option<Netns> {
+/// A namespace named after `tag` (one per test: under `cargo test` the
+/// tests share a process), or None when a tool is missing or namespaces
+/// cannot be made.
+fn ready(tag: &str, tools: &[&str]) -> Option<Netns> {
     for tool in tools {
         if !common::has(tool) {
             eprintln!(
@@ -107,7 +111,7 @@ fn ready(tools: &[&str]) -> Option<Netns> {
             return None;
         }
     }
-    let ns = Netns::create("tls");
+    let ns = Netns::create(tag);
     if ns.is_none() {
         eprintln!("SKIPPED: cannot create a network namespace here (needs root)");
     }
@@ -116,7 +120,7 @@ fn ready(tools: &[&str]) -> Option<Netns> {
 
 #[test]
 fn curl_sees_tls_and_basic_auth() {
-    let Some(ns) = ready(&["ip", "curl", "openssl"]) else {
+    let Some(ns) = ready("tls", &["ip", "curl", "openssl"]) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -130,7 +134,8 @@ fn curl_sees_tls_and_basic_auth() {
         ),
     )
     .expect("web config");
-    let (_segwatch, port) = start(&ns, &d.join("web.yml"));
+    let web = d.join("web.yml");
+    let (_segwatch, port) = start(&ns, &["--web-config".as_ref(), web.as_os_str()]);
     let url = |path: &str| format!("https://localhost:{port}{path}");
     let cred = format!("prometheus:{PASSWORD}");
 
@@ -215,18 +220,22 @@ fn curl_sees_tls_and_basic_auth() {
 
 #[test]
 fn curl_needs_a_signed_client_certificate() {
-    let Some(ns) = ready(&["ip", "curl", "openssl"]) else {
+    let Some(ns) = ready("mtls", &["ip", "curl", "openssl"]) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     common::pki::make(d).expect("certificates");
+    // This time from the TOML config, by a path relative to it.
+    std::fs::create_dir(d.join("etc")).expect("mkdir");
     std::fs::write(
-        d.join("web.yml"),
-        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS12\n",
+        d.join("etc/web.yml"),
+        "tls_server_config:\n  cert_file: ../server.pem\n  key_file: ../server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ../ca.pem\n  min_version: TLS12\n",
     )
     .expect("web config");
-    let (_segwatch, port) = start(&ns, &d.join("web.yml"));
+    let cfg = d.join("etc/segwatch.toml");
+    std::fs::write(&cfg, "[metrics]\nweb_config = \"web.yml\"\n").expect("config");
+    let (_segwatch, port) = start(&ns, &["--config".as_ref(), cfg.as_os_str()]);
     let url = format!("https://localhost:{port}/metrics");
 
     let (code, r) = curl(&ns, d, &["--cacert", "ca.pem", &url]);

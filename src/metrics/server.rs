@@ -31,6 +31,8 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to write a response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_millis(500);
 /// How often the accept loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -288,18 +290,21 @@ fn answer(req: &Request, peer: SocketAddr, shared: &Shared) -> Response {
 }
 
 /// Close gracefully: stop sending, then read what the client still sends
-/// (briefly), so the kernel does not reset the connection under a response
-/// the client has not read yet.
+/// (for at most [`LINGER`]), so the kernel does not reset the connection
+/// under a response the client has not read yet.
 fn linger(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let until = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
-    let mut left: usize = 64 * 1024;
     let mut s = stream;
-    while left > 0 {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match s.read(&mut sink) {
             Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
+            Ok(_) => {}
         }
     }
 }
