@@ -7,7 +7,8 @@
 //! with `RequireAndVerifyClientCert` (set through `[metrics] web_config` in
 //! the TOML config) a client without a certificate, or with
 //! one the CA did not sign, is refused while one with a signed certificate
-//! gets in. A certificate renewed in place is served from the next
+//! gets in, and with `client_allowed_sans` only if the certificate names an
+//! allowed client. A certificate renewed in place is served from the next
 //! connection on, without a restart.
 //!
 //! Also, through the library and without root: a client that trickles its
@@ -277,6 +278,34 @@ fn curl_needs_a_signed_client_certificate() {
         );
         assert_eq!((code, status(&r)), (0, Some(200)), "{version:?}: {r}");
         assert!(r.contains("segwatch_build_info"), "{r}");
+    }
+
+    // client_allowed_sans: the signed certificate must also name an allowed
+    // client (it names prometheus.test).
+    let client = [
+        "--cacert",
+        "ca.pem",
+        "--cert",
+        "client.pem",
+        "--key",
+        "client.key",
+    ];
+    for (allowed, admitted) in [("[prometheus.test]", true), ("[grafana.test]", false)] {
+        let web = d.join("sans.yml");
+        std::fs::write(
+            &web,
+            format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  client_allowed_sans: {allowed}\n"),
+        )
+        .expect("web config");
+        let (_segwatch, port) = start(&ns, &["--web-config".as_ref(), web.as_os_str()]);
+        let url = format!("https://localhost:{port}/metrics");
+        let (code, r) = curl(&ns, d, &[&client[..], &[url.as_str()]].concat());
+        if admitted {
+            assert_eq!((code, status(&r)), (0, Some(200)), "{allowed}: {r}");
+        } else {
+            assert_ne!(code, 0, "{allowed}: {r}");
+            assert_eq!(status(&r), None, "{allowed}: {r}");
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod latency;
 pub mod server;
 pub mod tls;
 pub mod web_config;
+pub mod x509;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

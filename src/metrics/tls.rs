@@ -127,6 +127,9 @@ pub struct TlsSettings {
     pub key: Pem,
     pub client_ca: Option<Pem>,
     pub client_auth: ClientAuth,
+    /// A client certificate must name one of these (DNS, e-mail, IP or URI
+    /// subject alternative name); empty: no such check.
+    pub client_allowed_sans: Vec<String>,
     pub min_version: TlsVersion,
     pub max_version: TlsVersion,
     /// Go names; empty: rustls's defaults.
@@ -454,6 +457,35 @@ fn client_verifier(
     s: &TlsSettings,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, Problem> {
+    let verifier = policy_verifier(s, provider)?;
+    if s.client_allowed_sans.is_empty() {
+        return Ok(verifier);
+    }
+    // As exporter-toolkit: only where every client must show a certificate.
+    if !matches!(
+        s.client_auth,
+        ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
+    ) {
+        return Err(Problem::new(
+            "client_allowed_sans",
+            format!(
+                "client_allowed_sans needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert, not {}",
+                s.client_auth
+            ),
+            "set client_auth_type: RequireAndVerifyClientCert (with client_ca_file), or remove client_allowed_sans",
+        ));
+    }
+    Ok(Arc::new(AllowedSans {
+        inner: verifier,
+        allowed: s.client_allowed_sans.clone(),
+    }))
+}
+
+/// The verifier for `client_auth_type`.
+fn policy_verifier(
+    s: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, Problem> {
     let verify = matches!(
         s.client_auth,
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
@@ -519,6 +551,74 @@ fn client_verifier(
     })
 }
 
+/// `client_allowed_sans`: after `inner` accepts a client certificate, one
+/// of its subject alternative names must be in `allowed` (exact match, as
+/// exporter-toolkit compares them).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let names = super::x509::subject_alt_names(end_entity.as_ref()).unwrap_or_default();
+        if names.iter().any(|n| self.allowed.contains(n)) {
+            Ok(verified)
+        } else {
+            tracing::debug!(
+                ?names,
+                "client certificate refused: no SAN in client_allowed_sans"
+            );
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Go's `RequestClientCert`/`RequireAnyClientCert`: any certificate is
 /// accepted, but the handshake signature is still checked, so the client
 /// holds its key.
@@ -573,7 +673,7 @@ impl ClientCertVerifier for AnyClientCert {
 /// within 14 days; clients refuse such certificates, but a sensor should
 /// keep running so the warning is all segwatch does.
 fn validity_warning(cert: &CertificateDer<'_>, now: OffsetDateTime, what: &str) -> Option<String> {
-    let (not_before, not_after) = validity(cert.as_ref())?;
+    let (not_before, not_after) = super::x509::validity(cert.as_ref())?;
     let date = |t: OffsetDateTime| t.date().to_string();
     if now > not_after {
         Some(format!(
@@ -595,71 +695,6 @@ fn validity_warning(cert: &CertificateDer<'_>, now: OffsetDateTime, what: &str) 
     }
 }
 
-/// One DER element at the start of `b`: (tag, contents, what follows).
-fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, b) = b.split_first()?;
-    let (&first, mut b) = b.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (bytes, rest) = b.split_at_checked(n)?;
-        b = rest;
-        bytes.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x))
-    };
-    let (contents, rest) = b.split_at_checked(len)?;
-    Some((tag, contents, rest))
-}
-
-/// `notBefore` and `notAfter` of an X.509 certificate (RFC 5280 4.1).
-fn validity(cert: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = der(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _) = der(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // Optional [0] version, then serial number, signature algorithm, issuer.
-    if der(rest)?.0 == 0xa0 {
-        rest = der(rest)?.2;
-    }
-    for _ in 0..3 {
-        rest = der(rest)?.2;
-    }
-    let (SEQUENCE, validity, _) = der(rest)? else {
-        return None;
-    };
-    let (t1, before, rest) = der(validity)?;
-    let (t2, after, _) = der(rest)?;
-    Some((asn1_time(t1, before)?, asn1_time(t2, after)?))
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-fn asn1_time(tag: u8, s: &[u8]) -> Option<OffsetDateTime> {
-    let s = std::str::from_utf8(s).ok()?.strip_suffix('Z')?;
-    if !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (year, rest) = match (tag, s.len()) {
-        (0x17, 12) => {
-            let yy: i32 = s.get(..2)?.parse().ok()?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, s.get(2..)?)
-        }
-        (0x18, 14) => (s.get(..4)?.parse().ok()?, s.get(4..)?),
-        _ => return None,
-    };
-    let n = |i: usize| -> Option<u8> { rest.get(i..i + 2)?.parse().ok() };
-    let date =
-        time::Date::from_calendar_date(year, time::Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
-    let t = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
-    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,18 +706,9 @@ mod tests {
     }
 
     #[test]
-    fn validity_is_read_from_the_certificate() {
-        let (before, after) = validity(fixture_cert().as_ref()).expect("dates");
-        // The fixtures are made valid for 100 years (GeneralizedTime past 2049).
-        assert!(after.year() - before.year() >= 99, "{before} {after}");
-        assert!(validity(b"\x30\x03\x02\x01").is_none());
-        assert!(validity(&[]).is_none());
-    }
-
-    #[test]
     fn expired_and_future_certificates_warn() {
         let c = fixture_cert();
-        let (before, after) = validity(c.as_ref()).expect("dates");
+        let (before, after) = super::super::x509::validity(c.as_ref()).expect("dates");
         let w =
             validity_warning(&c, after + time::Duration::days(1), "cert_file x").expect("expired");
         assert!(w.contains("expired on"), "{w}");
@@ -733,14 +759,26 @@ mod tests {
     }
 
     #[test]
-    fn asn1_times() {
-        let t = asn1_time(0x17, b"491231235959Z").expect("utc");
-        assert_eq!(t.year(), 2049);
-        let t = asn1_time(0x17, b"500101000000Z").expect("utc");
-        assert_eq!(t.year(), 1950);
-        let t = asn1_time(0x18, b"21260101120000Z").expect("generalized");
-        assert_eq!((t.year(), t.hour()), (2126, 12));
-        assert!(asn1_time(0x17, b"491331235959Z").is_none());
-        assert!(asn1_time(0x17, b"4912312359Z").is_none());
+    fn client_allowed_sans_are_matched_exactly() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let client = CertificateDer::from_pem_file(fixtures.join("client.pem")).expect("client");
+        let server = CertificateDer::from_pem_file(fixtures.join("server.pem")).expect("server");
+        let check = |allowed: &[&str], cert: &CertificateDer<'_>| {
+            AllowedSans {
+                inner: Arc::new(AnyClientCert {
+                    mandatory: true,
+                    algorithms: ring::default_provider().signature_verification_algorithms,
+                }),
+                allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            }
+            .verify_client_cert(cert, &[], UnixTime::now())
+            .is_ok()
+        };
+        assert!(check(&["prometheus.test"], &client));
+        assert!(check(&["x", "prometheus@example.test"], &client));
+        assert!(!check(&["prometheus"], &client));
+        assert!(!check(&["Prometheus.test"], &client));
+        assert!(check(&["127.0.0.1"], &server));
+        assert!(!check(&["prometheus.test"], &server));
     }
 }

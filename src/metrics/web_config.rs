@@ -10,9 +10,9 @@
 //! folder, as exporter-toolkit does.
 //!
 //! What differs from exporter-toolkit, by key:
-//! - `client_allowed_sans` and `rate_limit` are refused with an error:
-//!   segwatch does not implement them, and silently ignoring an access
-//!   restriction would be worse than not starting.
+//! - `rate_limit` is refused with an error: segwatch does not implement it,
+//!   and silently ignoring an access restriction would be worse than not
+//!   starting.
 //! - `http_server_config.http2: true` (exporter-toolkit's default) is
 //!   accepted with a warning: segwatch speaks HTTP/1.1, which every
 //!   Prometheus speaks too.
@@ -23,6 +23,9 @@
 //! - The file is read once, at start (exporter-toolkit re-reads it per
 //!   request), except the certificate and key files, which are re-read when
 //!   they change so a renewed certificate needs no restart ([`super::tls`]).
+//! - A user name with ':' (which basic auth cannot carry), a user given
+//!   twice and an empty `client_allowed_sans` are errors rather than
+//!   accounts or rules that can never match.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -319,11 +322,11 @@ fn tls_enabled(t: &RawTls) -> bool {
 
 /// The TLS keys, checked for presence and spelling; files are read later.
 fn tls_settings(t: RawTls, dir: &Path) -> Result<TlsSettings, Problem> {
-    if t.client_allowed_sans.is_some() {
+    if t.client_allowed_sans.as_ref().is_some_and(Vec::is_empty) {
         return Err(Problem::new(
             "client_allowed_sans",
-            "client_allowed_sans is not supported by segwatch (it would not be enforced)",
-            "remove it, and restrict clients with a client CA that signs only the allowed clients (client_ca_file with RequireAndVerifyClientCert)",
+            "client_allowed_sans is empty, which would refuse every client",
+            "list the subject alternative names (DNS, e-mail, IP or URI) of the allowed clients' certificates, or remove the key",
         ));
     }
     let source = |inline: Option<String>,
@@ -389,6 +392,7 @@ fn tls_settings(t: RawTls, dir: &Path) -> Result<TlsSettings, Problem> {
         key,
         client_ca,
         client_auth,
+        client_allowed_sans: t.client_allowed_sans.unwrap_or_default(),
         min_version: version(t.min_version, "min_version", TlsVersion::Tls12)?,
         max_version: version(t.max_version, "max_version", TlsVersion::Tls13)?,
         cipher_suites: t.cipher_suites.unwrap_or_default(),
@@ -619,9 +623,17 @@ mod tests {
         let base = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
         let e = err(&format!("{base}  client_allowed_sans: [a]\n"));
         assert!(
-            e.contains("web.yml:4") && e.contains("not supported"),
+            e.contains("web.yml:4") && e.contains("RequireAndVerifyClientCert"),
             "{e}"
         );
+        let e = err(&format!(
+            "{base}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: []\n"
+        ));
+        assert!(e.contains("web.yml:5") && e.contains("empty"), "{e}");
+        parse(&format!(
+            "{base}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [prometheus.test]\n"
+        ))
+        .expect("allowed SANs");
         let e = err("rate_limit:\n  interval: 1s\n  burst: 2\n");
         assert!(e.contains("web.yml:1") && e.contains("rate_limit"), "{e}");
         let e = err(&format!("{base}  min_version: TLS10\n"));

@@ -1,6 +1,6 @@
 //! Test certificates made with the `openssl` command line: a CA, a server
 //! certificate for `localhost` and 127.0.0.1 (RSA), a client certificate
-//! signed by the CA, and a self-signed client certificate no CA vouches for.
+//! for `prometheus.test` signed by the CA, and a self-signed client certificate no CA vouches for.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,8 +86,11 @@ pub fn make(dir: &Path) -> Result<(), String> {
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     )
     .map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join("client.ext"),
+        "subjectAltName=DNS:prometheus.test\nextendedKeyUsage=clientAuth\n",
+    )
+    .map_err(|e| e.to_string())?;
     for who in ["server", "client"] {
         openssl(
             dir,
