@@ -13,8 +13,9 @@
 //!
 //! Also, through the library and without root: a client that trickles its
 //! request or sends nothing does not stop others from scraping, an oversized
-//! request head gets 431, and `HEAD` and other methods are answered as HTTP
-//! says.
+//! request head gets 431, `HEAD` and other methods are answered as HTTP
+//! says, and `rate_limit` answers 429 once its bucket is empty, before
+//! looking at credentials.
 //!
 //! Skipped with a message where namespaces, curl or openssl are missing
 //! (`scripts/install-deps.sh test` installs them).
@@ -366,4 +367,30 @@ fn slow_clients_do_not_block_scrapes() {
     drop(server);
     // Stopped: nothing listens any more.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn rate_limit_answers_429_before_authentication() {
+    use segwatch::metrics::server::MetricsServer;
+    use segwatch::metrics::web_config::WebConfig;
+    let hash = bcrypt::hash_with_salt("pw", 4, [5; 16])
+        .expect("hash")
+        .to_string();
+    let web = WebConfig::parse(
+        &format!("rate_limit:\n  interval: 1h\n  burst: 2\nbasic_auth_users:\n  u: {hash}\n"),
+        Path::new("web.yml"),
+    )
+    .expect("web config");
+    let metrics = segwatch::metrics::Metrics::new(1).expect("metrics");
+    let server = MetricsServer::start_with("127.0.0.1:0", metrics, Some(&web)).expect("start");
+    let port = server.addr.port();
+    // "u:pw"
+    let authed = b"GET /metrics HTTP/1.1\r\nAuthorization: Basic dTpwdw==\r\n\r\n";
+    let r = raw(port, authed).expect("first");
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    let r = raw(port, b"GET /metrics HTTP/1.1\r\n\r\n").expect("second");
+    assert!(r.starts_with("HTTP/1.1 401 "), "{r}");
+    // The bucket is empty: refused before the credentials are looked at.
+    let r = raw(port, authed).expect("third");
+    assert!(r.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{r}");
 }

@@ -2,7 +2,8 @@
 //! handles that each thread resolves once, and a collector that exports
 //! `hdrhistogram` distributions as summaries. [`server`] serves them over
 //! HTTP ([`http`]), optionally with TLS ([`tls`]) and basic auth
-//! ([`basic_auth`]) set by a web config file ([`web_config`]).
+//! ([`basic_auth`]) and a request rate limit ([`rate_limit`]), set by a web
+//! config file ([`web_config`]).
 //!
 //! Nothing on the packet path touches the registry per packet: the reader,
 //! each worker and the flow-analysis thread count in plain fields and fold
@@ -16,6 +17,7 @@
 pub mod basic_auth;
 pub mod http;
 pub mod latency;
+pub mod rate_limit;
 pub mod server;
 pub mod tls;
 pub mod web_config;

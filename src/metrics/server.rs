@@ -22,6 +22,7 @@ use thiserror::Error;
 use super::Metrics;
 use super::basic_auth::BasicAuth;
 use super::http::{Conn, DeadlineStream, ReadError, Request, Response, read_request};
+use super::rate_limit::RateLimit;
 use super::web_config::WebConfig;
 
 /// Connections served at once; more are closed without an answer.
@@ -64,6 +65,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     tls: Option<Arc<rustls::ServerConfig>>,
     auth: Option<BasicAuth>,
+    limit: Option<RateLimit>,
     headers: Vec<(String, String)>,
     active: AtomicUsize,
 }
@@ -101,6 +103,9 @@ impl MetricsServer {
             metrics,
             tls: web.and_then(|w| w.tls.clone()),
             auth,
+            limit: web
+                .and_then(|w| w.rate_limit)
+                .map(|(interval, burst)| RateLimit::new(interval, burst)),
             headers: web.map(|w| w.headers.clone()).unwrap_or_default(),
             active: AtomicUsize::new(0),
         });
@@ -260,6 +265,12 @@ fn send(conn: &mut impl Conn, mut reply: Response, head_only: bool, shared: &Sha
 }
 
 fn answer(req: &Request, peer: SocketAddr, shared: &Shared) -> Response {
+    // Before authentication, as exporter-toolkit does: a flood spends no bcrypt.
+    if let Some(limit) = &shared.limit
+        && !limit.allow()
+    {
+        return Response::text(429, "Too Many Requests\n");
+    }
     if let Some(auth) = &shared.auth
         && !auth.allows(req.authorization.as_deref())
     {

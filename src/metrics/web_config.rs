@@ -10,9 +10,6 @@
 //! folder, as exporter-toolkit does.
 //!
 //! What differs from exporter-toolkit, by key:
-//! - `rate_limit` is refused with an error: segwatch does not implement it,
-//!   and silently ignoring an access restriction would be worse than not
-//!   starting.
 //! - `http_server_config.http2: true` (exporter-toolkit's default) is
 //!   accepted with a warning: segwatch speaks HTTP/1.1, which every
 //!   Prometheus speaks too.
@@ -31,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -72,6 +70,8 @@ pub struct WebConfig {
     pub users: BTreeMap<String, String>,
     /// Extra headers on every response.
     pub headers: Vec<(String, String)>,
+    /// `rate_limit`: one request per interval, in bursts of up to so many.
+    pub rate_limit: Option<(Duration, u32)>,
     /// Legal but noteworthy settings, to be logged.
     pub warnings: Vec<String>,
 }
@@ -82,7 +82,14 @@ struct RawWebConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<UniqueMap>,
-    rate_limit: Option<serde_norway::Value>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    interval: Option<serde_norway::Value>,
+    burst: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,14 +197,12 @@ impl WebConfig {
             })?
         };
         let mut warnings = Vec::new();
-        if raw.rate_limit.is_some() {
-            return Err(invalid(
-                &["rate_limit"],
-                "rate_limit is not supported by segwatch".into(),
-                "remove rate_limit; the endpoint already serves at most 16 connections at once"
-                    .into(),
-            ));
-        }
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(r) => {
+                rate_limit(r).map_err(|p| invalid(&["rate_limit", p.key], p.message, p.fix))?
+            }
+        };
 
         let mut users = BTreeMap::new();
         for (user, hash) in raw.basic_auth_users.unwrap_or_default().0 {
@@ -292,8 +297,49 @@ impl WebConfig {
             client_auth,
             users,
             headers,
+            rate_limit,
             warnings,
         })
+    }
+}
+
+/// `rate_limit`: `None` when off (no interval, or 0, as in exporter-toolkit).
+fn rate_limit(r: RawRateLimit) -> Result<Option<(Duration, u32)>, Problem> {
+    let fix = "write for example `interval: 1s` and `burst: 20` (up to 20 requests at once, then one per second)";
+    let interval = match &r.interval {
+        None => return Ok(None),
+        Some(serde_norway::Value::Number(n)) if n.as_u64() == Some(0) => return Ok(None),
+        Some(serde_norway::Value::String(s)) => super::rate_limit::parse_go_duration(s)
+            .ok_or_else(|| {
+                Problem::new(
+                    "interval",
+                    format!("rate_limit.interval {s:?} is not a duration"),
+                    fix,
+                )
+            })?,
+        Some(_) => {
+            return Err(Problem::new(
+                "interval",
+                "rate_limit.interval is not a duration",
+                fix,
+            ));
+        }
+    };
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    match r.burst {
+        Some(b) if b >= 1 => Ok(Some((interval, u32::try_from(b).unwrap_or(u32::MAX)))),
+        Some(b) => Err(Problem::new(
+            "burst",
+            format!("rate_limit.burst {b} would refuse every request"),
+            fix,
+        )),
+        None => Err(Problem::new(
+            "interval",
+            "rate_limit has an interval but no burst",
+            fix,
+        )),
     }
 }
 
@@ -634,8 +680,19 @@ mod tests {
             "{base}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [prometheus.test]\n"
         ))
         .expect("allowed SANs");
-        let e = err("rate_limit:\n  interval: 1s\n  burst: 2\n");
-        assert!(e.contains("web.yml:1") && e.contains("rate_limit"), "{e}");
+        let c = parse("rate_limit:\n  interval: 1s\n  burst: 20\n").expect("rate limit");
+        assert_eq!(c.rate_limit, Some((Duration::from_secs(1), 20)));
+        let c = parse("rate_limit:\n  interval: 0\n  burst: 20\n").expect("off");
+        assert_eq!(c.rate_limit, None);
+        let e = err("rate_limit:\n  interval: 1s\n  burst: 0\n");
+        assert!(
+            e.contains("web.yml:3") && e.contains("every request"),
+            "{e}"
+        );
+        let e = err("rate_limit:\n  interval: soon\n  burst: 1\n");
+        assert!(e.contains("web.yml:2") && e.contains("\"soon\""), "{e}");
+        let e = err("rate_limit:\n  every: 1s\n");
+        assert!(e.contains("web.yml:2") && e.contains("every"), "{e}");
         let e = err(&format!("{base}  min_version: TLS10\n"));
         assert!(e.contains("web.yml:4") && e.contains("TLS12"), "{e}");
         let e = err(&format!(
