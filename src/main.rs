@@ -448,7 +448,16 @@ fn describe_web_config(w: &WebConfig) -> String {
         1 => "basic auth for 1 user".to_string(),
         n => format!("basic auth for {n} users"),
     };
-    let mut out = format!("metrics web config {}: {tls}, {auth}\n", w.path.display());
+    let limit = match w.rate_limit {
+        Some((interval, burst)) => {
+            format!(", rate limit {burst} at once then one per {interval:?}")
+        }
+        None => String::new(),
+    };
+    let mut out = format!(
+        "metrics web config {}: {tls}, {auth}{limit}\n",
+        w.path.display()
+    );
     for warning in &w.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }

@@ -1,7 +1,7 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format), `/` (a landing
 //! page), `/healthz` (the process is alive) and `/readyz` (the capture is
-//! open and the workers run), optionally behind TLS and basic auth from a
-//! web config ([`super::web_config`]).
+//! open and the workers run), optionally behind TLS, basic auth and a rate
+//! limit from a web config ([`super::web_config`]).
 //!
 //! One thread accepts; each connection gets a thread of its own, at most
 //! [`MAX_CONNECTIONS`] at once (further connections are closed at once), and
