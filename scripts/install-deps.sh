@@ -3,12 +3,13 @@
 #   build: libpcap-dev (and pkg-config, gcc)
 #   tests: tshark (cross-check), tcpdump, bc and time (benchmarks), iproute2,
 #          python3 and nftables (live tests), chromium (report rendering test),
-#          prometheus and promtool (metrics test)
+#          prometheus and promtool (metrics test), openssl (TLS certificates
+#          for the metrics TLS tests)
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus)
+  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus openssl)
 fi
 missing=()
 for p in "${want[@]}"; do

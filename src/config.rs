@@ -63,6 +63,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<Spanned<String>>,
+    web_config: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +119,10 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Anomaly detection and baseline learning.
     pub detect: DetectSettings,
+    /// The web config file (TLS, basic auth) of the metrics endpoint, from
+    /// `[metrics] web_config`, relative paths resolved against the config
+    /// file's folder; `--web-config` overrides it.
+    pub metrics_web_config: Option<PathBuf>,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
 }
@@ -228,6 +233,23 @@ impl Config {
                 Some(v.to_string())
             }
         };
+        let metrics_web_config = match &raw.metrics.web_config {
+            None => None,
+            Some(w) if w.get_ref().trim().is_empty() => {
+                return Err(invalid(
+                    Some(w.span()),
+                    "metrics.web_config is empty".into(),
+                    "write the path of a web config file (see configs/prometheus/web-config.example.yml), or remove the line",
+                ));
+            }
+            // Relative to the config file, as exporter-toolkit resolves the
+            // paths inside a web config against its folder.
+            Some(w) => Some(
+                path.parent()
+                    .unwrap_or(Path::new(""))
+                    .join(w.get_ref().trim()),
+            ),
+        };
         // Policies can have thousands of entries: index line starts once.
         let newlines: Vec<usize> = text
             .bytes()
@@ -261,6 +283,7 @@ impl Config {
             warnings,
             metrics_listen,
             detect,
+            metrics_web_config,
             source: Some(path.to_path_buf()),
         })
     }
@@ -320,6 +343,30 @@ mod tests {
         let e = err("[flows]\n\nmax_flows = 0\n");
         assert!(e.starts_with("seg.toml:3:13:"), "{e}");
         assert!(e.contains("from 1 to"), "{e}");
+    }
+
+    #[test]
+    fn web_config_is_relative_to_the_config_file() {
+        let c = Config::parse(
+            "[metrics]\nweb_config = \"web.yml\"\n",
+            Path::new("/etc/segwatch/segwatch.toml"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.metrics_web_config.as_deref(),
+            Some(Path::new("/etc/segwatch/web.yml"))
+        );
+        let c = Config::parse(
+            "[metrics]\nweb_config = \"/srv/w.yml\"\n",
+            Path::new("x.toml"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.metrics_web_config.as_deref(),
+            Some(Path::new("/srv/w.yml"))
+        );
+        let e = err("[metrics]\nweb_config = \" \"\n");
+        assert!(e.starts_with("seg.toml:2:14:") && e.contains("fix:"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use segwatch::capture::{FileSource, FrameSource, LiveSource};
 use segwatch::config::Config;
 use segwatch::detect::Detectors;
 use segwatch::detect::network::Networks;
+use segwatch::metrics::web_config::WebConfig;
 use segwatch::pipeline::{self, RunHooks};
 use segwatch::summary::RunSummary;
 use segwatch::synth;
@@ -190,6 +191,12 @@ struct CommonArgs {
     /// 127.0.0.1:9947, unless --no-metrics; `analyze` only with this option.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// TLS and basic auth for the metrics endpoint: a web config file in the
+    /// format of Prometheus exporters (see
+    /// configs/prometheus/web-config.example.yml); overrides
+    /// metrics.web_config.
+    #[arg(long, value_name = "FILE")]
+    web_config: Option<PathBuf>,
     /// Worker threads; 0 or absent: available cores minus one, at least one.
     #[arg(long)]
     workers: Option<usize>,
@@ -303,6 +310,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 baseline: None,
                 no_detect: false,
                 metrics_listen: None,
+                web_config: None,
                 workers: None,
                 max_flows: None,
                 quiet: true,
@@ -316,6 +324,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     &cfg.policy,
                     &cfg.warnings,
                 ))?;
+                if let Some(web) = &cfg.metrics_web_config {
+                    match WebConfig::load(web) {
+                        Ok(w) => print_out(&describe_web_config(&w))?,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -363,6 +380,7 @@ fn learn(l: LearnArgs) -> Result<ExitCode> {
         baseline: None,
         no_detect: true,
         metrics_listen: None,
+        web_config: None,
         workers: l.workers,
         max_flows: None,
         quiet: l.quiet,
@@ -468,11 +486,16 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
             b.set_position(done);
         }
     };
+    anyhow::ensure!(
+        a.common.web_config.is_none() || a.common.metrics_listen.is_some(),
+        "--web-config secures the metrics endpoint, which analyze serves only with --metrics-listen ADDR: add it, or drop --web-config"
+    );
+    let web = web_config(&a.common, &cfg)?;
     let exporter = a
         .common
         .metrics_listen
         .as_deref()
-        .map(|addr| serve_metrics(addr, cfg.pipeline.workers))
+        .map(|addr| serve_metrics(addr, cfg.pipeline.workers, web.as_ref()))
         .transpose()?;
     let hooks = RunHooks {
         stop: None,
@@ -516,6 +539,16 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
         !cfg.capture.interface.is_empty(),
         "no interface to capture on: pass --interface IF or set capture.interface in the config"
     );
+    anyhow::ensure!(
+        !(r.no_metrics && r.common.web_config.is_some()),
+        "--web-config secures the metrics endpoint, which --no-metrics turns off: drop one of them"
+    );
+    // A bad web config stops segwatch before the capture opens.
+    let web = if r.no_metrics {
+        None
+    } else {
+        web_config(&r.common, &cfg)?
+    };
     let mut source = LiveSource::open(&cfg.capture)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -532,7 +565,7 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
             .clone()
             .or_else(|| cfg.metrics_listen.clone())
             .unwrap_or_else(|| segwatch::metrics::DEFAULT_LISTEN.to_string());
-        Some(serve_metrics(&addr, cfg.pipeline.workers)?)
+        Some(serve_metrics(&addr, cfg.pipeline.workers, web.as_ref())?)
     };
     let learn = match (r.learn_for, &r.common.baseline) {
         (Some(d), Some(out)) => {
@@ -578,18 +611,66 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// The metrics endpoint's web config (--web-config, else metrics.web_config),
+/// loaded and checked; its warnings are logged.
+fn web_config(common: &CommonArgs, cfg: &Config) -> Result<Option<WebConfig>> {
+    let Some(path) = common
+        .web_config
+        .as_ref()
+        .or(cfg.metrics_web_config.as_ref())
+    else {
+        return Ok(None);
+    };
+    let web = WebConfig::load(path)?;
+    for w in &web.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(Some(web))
+}
+
+/// One line on what a web config turns on (for check-config).
+fn describe_web_config(w: &WebConfig) -> String {
+    let tls = if w.tls.is_some() {
+        format!("TLS (client certificates: {})", w.client_auth)
+    } else {
+        "no TLS".to_string()
+    };
+    let auth = match w.users.len() {
+        0 => "no basic auth".to_string(),
+        1 => "basic auth for 1 user".to_string(),
+        n => format!("basic auth for {n} users"),
+    };
+    let limit = match w.rate_limit {
+        Some((interval, burst)) => {
+            format!(", rate limit {burst} at once then one per {interval:?}")
+        }
+        None => String::new(),
+    };
+    let mut out = format!(
+        "metrics web config {}: {tls}, {auth}{limit}\n",
+        w.path.display()
+    );
+    for warning in &w.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
+}
+
 /// Start the metrics endpoint; the log says where it listens.
 fn serve_metrics(
     addr: &str,
     workers: usize,
+    web: Option<&WebConfig>,
 ) -> Result<(
     Arc<segwatch::metrics::Metrics>,
     segwatch::metrics::server::MetricsServer,
 )> {
     let metrics = segwatch::metrics::Metrics::new(workers).context("cannot set up metrics")?;
-    let server = segwatch::metrics::server::MetricsServer::start(addr, Arc::clone(&metrics))?;
-    tracing::info!(addr = %server.addr, "serving metrics");
-    eprintln!("metrics: http://{}/metrics", server.addr);
+    let server =
+        segwatch::metrics::server::MetricsServer::start_with(addr, Arc::clone(&metrics), web)?;
+    let scheme = if server.tls { "https" } else { "http" };
+    tracing::info!(addr = %server.addr, tls = server.tls, auth = web.is_some_and(|w| !w.users.is_empty()), "serving metrics");
+    eprintln!("metrics: {scheme}://{}/metrics", server.addr);
     Ok((metrics, server))
 }
 

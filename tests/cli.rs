@@ -111,6 +111,8 @@ fn help_lists_every_subcommand() {
             "--summary-json",
             "--events",
             "--report",
+            "--metrics-listen",
+            "--web-config",
             "Exit status",
         ],
     );
@@ -122,6 +124,8 @@ fn help_lists_every_subcommand() {
             "--snaplen",
             "--buffer-mib",
             "--no-promisc",
+            "--no-metrics",
+            "--web-config",
         ],
     );
 }
@@ -340,4 +344,120 @@ fn report_needs_a_policy_and_events_need_something_to_write() {
         "{events:?}"
     );
     assert!(!dir.path().join("rep/pci-report.json.partial").exists());
+}
+
+#[test]
+fn bad_web_config_stops_segwatch_with_file_line_and_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = repo("tests/fixtures/tls");
+    let fixture = |f: &str| fixtures.join(f).display().to_string();
+    let sample = repo("configs/sample/office.pcap");
+    let sample = sample.to_str().unwrap_or_default();
+    let web = dir.path().join("web.yml");
+    let web_arg = web.to_str().unwrap_or_default();
+
+    // A key that is not the certificate's: analyze and run both refuse to start.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            fixture("server.pem"),
+            fixture("other.key")
+        ),
+    )
+    .expect("write");
+    let analyze = ["analyze", sample, "-q", "--metrics-listen", "127.0.0.1:0"];
+    let out = segwatch(&[&analyze[..], &["--web-config", web_arg]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("web.yml:3:") && err.contains("does not belong"),
+        "{err}"
+    );
+    assert!(err.contains("fix:"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "nothing analysed");
+    let out = segwatch(&["run", "-i", "lo", "--web-config", web_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not belong"));
+
+    // An unknown key, with its line.
+    std::fs::write(&web, "basic_auth_users: {}\nbasic_auth: {}\n").expect("write");
+    let out = segwatch(&[&analyze[..], &["--web-config", web_arg]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("web.yml:2:") && err.contains("basic_auth"),
+        "{err}"
+    );
+
+    // --web-config wins over metrics.web_config: a good flag over a bad
+    // config entry serves, a bad flag over a good entry does not.
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, "# plain HTTP, no auth\n").expect("write");
+    let good_arg = good.to_str().unwrap_or_default();
+    let pointing = |to: &str| {
+        let cfg = dir.path().join("seg.toml");
+        std::fs::write(&cfg, format!("[metrics]\nweb_config = {to:?}\n")).expect("write");
+        cfg.display().to_string()
+    };
+    let cfg = pointing(web_arg);
+    let out = segwatch(&[&analyze[..], &["--config", &cfg]].concat());
+    assert_eq!(out.status.code(), Some(1), "the config's bad web config");
+    let out = segwatch(&[&analyze[..], &["--config", &cfg, "--web-config", good_arg]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("metrics: http://127.0.0.1:"));
+    let cfg = pointing(good_arg);
+    let out = segwatch(&[&analyze[..], &["--config", &cfg, "--web-config", web_arg]].concat());
+    assert_eq!(out.status.code(), Some(1), "the flag's bad web config");
+
+    // --web-config without an endpoint to protect.
+    let out = segwatch(&["analyze", sample, "-q", "--web-config", web_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--metrics-listen"));
+}
+
+#[test]
+fn check_config_checks_the_web_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = repo("tests/fixtures/tls");
+    let hash = bcrypt::hash_with_salt("pw", 4, [3; 16])
+        .expect("hash")
+        .to_string();
+    // Relative to the TOML file; the web config's own paths to its folder.
+    std::fs::create_dir(dir.path().join("web")).expect("mkdir");
+    for f in ["server.pem", "server.key", "ca.pem"] {
+        std::fs::copy(fixtures.join(f), dir.path().join("web").join(f)).expect("copy");
+    }
+    let web = dir.path().join("web/web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .expect("write");
+    let cfg = dir.path().join("segwatch.toml");
+    std::fs::write(&cfg, "[metrics]\nweb_config = \"web/web.yml\"\n").expect("write");
+    let out = segwatch(&["check-config", cfg.to_str().unwrap_or_default()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "web.yml: TLS (client certificates: RequireAndVerifyClientCert), basic auth for 1 user"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    // The same file with a password where the hash belongs.
+    std::fs::write(&web, "basic_auth_users:\n  prometheus: hunter2\n").expect("write");
+    let out = segwatch(&["check-config", cfg.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("web.yml:2:") && err.contains("not a bcrypt hash"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is not repeated: {err}"
+    );
 }

@@ -5,8 +5,13 @@
 //! HTTP API) must equal what segwatch reports in its summary when it stops.
 //! A scrape must also pass `promtool check metrics` with no warnings.
 //!
-//! Skipped with a message where namespaces or Prometheus are not available
-//! (`scripts/install-deps.sh test` installs the `prometheus` package).
+//! A second test has Prometheus scrape segwatch over TLS with basic auth
+//! (certificates made with `openssl`): the job with the CA and the password
+//! is up and stores segwatch's metrics, while jobs with a wrong password or
+//! plain HTTP are down.
+//!
+//! Skipped with a message where namespaces, Prometheus or openssl are not
+//! available (`scripts/install-deps.sh test` installs them).
 
 mod common;
 
@@ -16,8 +21,8 @@ use std::time::{Duration, Instant};
 struct Netns(String);
 
 impl Netns {
-    fn create() -> Option<Netns> {
-        let name = format!("sgwprom{}", std::process::id() % 100_000);
+    fn create(tag: &str) -> Option<Netns> {
+        let name = format!("sgwprom{tag}{}", std::process::id() % 100_000);
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -153,7 +158,7 @@ fn prometheus_stores_what_segwatch_counted() {
             return;
         }
     }
-    let Some(ns) = Netns::create() else {
+    let Some(ns) = Netns::create("") else {
         eprintln!("SKIPPED: cannot create a network namespace here (needs root)");
         return;
     };
@@ -333,4 +338,93 @@ fn prometheus_stores_what_segwatch_counted() {
     assert_eq!(get("udp_violation"), 1.0, "{values:?}");
     assert_eq!(get("refused"), 1.0, "{values:?}");
     assert_eq!(get("dropped"), 0.0, "{values:?}");
+}
+
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    for tool in ["ip", "prometheus", "python3", "openssl"] {
+        if !common::has(tool) {
+            eprintln!(
+                "SKIPPED: {tool} is not installed (scripts/install-deps.sh test installs it)"
+            );
+            return;
+        }
+    }
+    let Some(ns) = Netns::create("tls") else {
+        eprintln!("SKIPPED: cannot create a network namespace here (needs root)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    common::pki::make(d).expect("certificates");
+    let password = "scrape me";
+    std::fs::write(d.join("password"), password).expect("password file");
+    let hash = bcrypt::hash(password, 10).expect("hash");
+    std::fs::write(
+        d.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .expect("web config");
+    let target = "static_configs:\n      - targets: ['127.0.0.1:9947']";
+    std::fs::write(
+        d.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: tls\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: prometheus\n      password_file: {pw}\n    {target}\n  - job_name: wrong-password\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: prometheus\n      password: wrong\n    {target}\n  - job_name: plain-http\n    {target}\n",
+            ca = d.join("ca.pem").display(),
+            pw = d.join("password").display(),
+        ),
+    )
+    .expect("prometheus config");
+
+    let _sensor = Killed(
+        ns.command(env!("CARGO_BIN_EXE_segwatch"))
+            .args([
+                "run",
+                "-i",
+                "lo",
+                "--quiet",
+                "--metrics-listen",
+                "127.0.0.1:9947",
+            ])
+            .arg("--web-config")
+            .arg(d.join("web.yml"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start segwatch"),
+    );
+    let _prometheus = Killed(
+        ns.command("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .args(["--web.listen-address=127.0.0.1:19090", "--log.level=error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let up = |job: &str| query(&ns, &format!("up{{job=\"{job}\"}}"));
+    let start = Instant::now();
+    while up("tls") != Some(1.0) || up("wrong-password").is_none() || up("plain-http").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Prometheus never scraped segwatch over TLS: up = {:?} {:?} {:?}",
+            up("tls"),
+            up("wrong-password"),
+            up("plain-http")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        query(&ns, "segwatch_build_info{job=\"tls\"}"),
+        Some(1.0),
+        "metrics stored from the TLS job"
+    );
+    assert_eq!(up("wrong-password"), Some(0.0));
+    assert_eq!(up("plain-http"), Some(0.0));
+    assert_eq!(query(&ns, "count(segwatch_build_info)"), Some(1.0));
 }

@@ -4,7 +4,10 @@
 //! of the Grafana dashboard parses (checked by promtool as recording rules),
 //! the dashboard takes its data source from a variable, and every `segwatch_`
 //! metric the rules and the dashboard use is one segwatch exports. The
-//! promtool parts are skipped when promtool is missing
+//! example web config (TLS and basic auth) loads in segwatch and passes
+//! `promtool check web-config`, and the commented TLS scrape job of the
+//! example scrape configuration, uncommented, passes `promtool check config`.
+//! The promtool parts are skipped when promtool is missing
 //! (`scripts/install-deps.sh test` installs the `prometheus` package).
 
 use std::path::Path;
@@ -36,6 +39,117 @@ fn shipped_rules_and_config_pass_promtool() {
     assert!(ok && text.contains("SUCCESS"), "{text}");
     let (ok, text) = promtool(&["check", "config", "prometheus.yml"]).expect("promtool");
     assert!(ok, "{text}");
+}
+
+/// The example web config beside the certificate and key it names (the TLS
+/// test fixtures), in a temporary folder.
+fn example_web_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("web-config.example.yml");
+    std::fs::copy(
+        root.join("configs/prometheus/web-config.example.yml"),
+        &file,
+    )
+    .expect("copy example");
+    for (from, to) in [
+        ("server.pem", "segwatch.crt"),
+        ("server.key", "segwatch.key"),
+    ] {
+        std::fs::copy(
+            root.join("tests/fixtures/tls").join(from),
+            dir.path().join(to),
+        )
+        .expect("copy fixture");
+    }
+    (dir, file)
+}
+
+#[test]
+fn example_web_config_loads_and_passes_promtool() {
+    let (dir, file) = example_web_config();
+    let web = segwatch::metrics::web_config::WebConfig::load(&file).expect("example loads");
+    assert!(web.tls.is_some());
+    assert_eq!(web.users.keys().collect::<Vec<_>>(), ["prometheus"]);
+    assert_eq!(web.headers.len(), 2);
+    // Its only warning: the shipped password must be changed.
+    assert_eq!(web.warnings.len(), 1, "{:?}", web.warnings);
+    assert!(web.warnings[0].contains("change-me"), "{:?}", web.warnings);
+    assert!(bcrypt::verify("change-me", &web.users["prometheus"]).expect("hash"));
+
+    let Ok(out) = Command::new("promtool")
+        .args(["check", "web-config", "web-config.example.yml"])
+        .current_dir(dir.path())
+        .output()
+    else {
+        eprintln!("SKIPPED (promtool part): promtool is not installed");
+        return;
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.contains("SUCCESS"), "{said}");
+}
+
+#[test]
+fn commented_tls_scrape_job_is_valid_once_uncommented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/prometheus");
+    let text = std::fs::read_to_string(root.join("prometheus.yml")).expect("prometheus.yml");
+    let start = text
+        .find("  # - job_name: segwatch-tls")
+        .expect("a commented TLS job");
+    // Remove one level of "# ": the job's lines become YAML, its own
+    // comments stay comments.
+    let mut config = text[..start].to_string();
+    for line in text[start..].lines() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        let uncommented = body
+            .strip_prefix("# ")
+            .or_else(|| body.strip_prefix('#'))
+            .unwrap_or(body);
+        config.push_str(&" ".repeat(indent));
+        config.push_str(uncommented);
+        config.push('\n');
+    }
+    assert!(config.contains("scheme: https") && config.contains("basic_auth:"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config.replace("/etc/prometheus/", "");
+    std::fs::write(dir.path().join("prometheus.yml"), &config).expect("write");
+    std::fs::copy(
+        root.join("segwatch-alerts.yml"),
+        dir.path().join("segwatch-alerts.yml"),
+    )
+    .expect("rules");
+    for f in [
+        "segwatch-ca.crt",
+        "segwatch.password",
+        "prometheus.crt",
+        "prometheus.key",
+    ] {
+        std::fs::write(dir.path().join(f), "x\n").expect("placeholder");
+    }
+    let Ok(out) = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(dir.path())
+        .output()
+    else {
+        eprintln!("SKIPPED: promtool is not installed");
+        return;
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}\n{config}");
+    // The job really is part of the checked configuration.
+    assert!(
+        config.contains("\n  - job_name: segwatch-tls\n"),
+        "{config}"
+    );
 }
 
 /// The metric families segwatch exports, with one series of each.

@@ -1,6 +1,9 @@
 //! Prometheus metrics: one explicit [`Registry`] with every segwatch metric,
 //! handles that each thread resolves once, and a collector that exports
-//! `hdrhistogram` distributions as summaries.
+//! `hdrhistogram` distributions as summaries. [`server`] serves them over
+//! HTTP ([`http`]), optionally with TLS ([`tls`]) and basic auth
+//! ([`basic_auth`]) and a request rate limit ([`rate_limit`]), set by a web
+//! config file ([`web_config`]).
 //!
 //! Nothing on the packet path touches the registry per packet: the reader,
 //! each worker and the flow-analysis thread count in plain fields and fold
@@ -11,8 +14,14 @@
 //! names (zone pairs are created only when observed), outcome and severity;
 //! never addresses or ports. Every metric is listed in the README.
 
+pub mod basic_auth;
+pub mod http;
 pub mod latency;
+pub mod rate_limit;
 pub mod server;
+pub mod tls;
+pub mod web_config;
+pub mod x509;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,9 @@
 //! pipeline, and read flow records back as JSON.
 #![allow(dead_code)]
 
+pub mod netns;
+pub mod pki;
+
 use std::path::{Path, PathBuf};
 
 use segwatch::capture::FileSource;
