@@ -74,6 +74,10 @@ impl Dist {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.1).sum()
     }

@@ -89,14 +89,52 @@ impl Baseline {
         Ok(b)
     }
 
+    /// The file form: JSON with one line per zone, host and ARP binding, so
+    /// that people can read and grep it and diffs stay small, while a
+    /// baseline of 20,000 hosts stays a few MB (pretty-printing every
+    /// field would triple it, and the time to load it).
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        use std::io::Write as _;
+        let mut out = Vec::new();
+        let w = &mut out;
+        let line = |w: &mut Vec<u8>,
+                    key: &str,
+                    v: &dyn erased::Json,
+                    last: bool|
+         -> serde_json::Result<()> {
+            write!(w, "  {}: ", serde_json::to_string(key)?).map_err(serde_json::Error::io)?;
+            v.write(w)?;
+            w.extend_from_slice(if last { b"\n" } else { b",\n" });
+            Ok(())
+        };
+        w.extend_from_slice(b"{\n");
+        line(w, "schema", &self.schema, false)?;
+        line(w, "version", &self.version, false)?;
+        line(w, "learned", &self.learned, false)?;
+        line(w, "limits", &self.limits, false)?;
+        w.extend_from_slice(b"  \"zones\": {");
+        erased::map_lines(w, self.zones.iter())?;
+        w.extend_from_slice(b"},\n  \"hosts\": {");
+        let mut hosts: Vec<_> = self.hosts.iter().collect();
+        hosts.sort_by_key(|(ip, _)| **ip);
+        erased::map_lines(w, hosts.into_iter())?;
+        w.extend_from_slice(b"},\n  \"arp\": {");
+        let mut arp: Vec<_> = self.arp.iter().collect();
+        arp.sort_by_key(|(ip, _)| **ip);
+        erased::map_lines(w, arp.into_iter())?;
+        w.extend_from_slice(b"},\n");
+        line(w, "beacons", &self.beacons, true)?;
+        w.extend_from_slice(b"}\n");
+        Ok(out)
+    }
+
     /// Write atomically: readers see the old file or the new one, never half.
     pub fn save(&self, path: &Path) -> Result<(), BaselineError> {
         let err = |reason: String| BaselineError::Write {
             path: path.to_path_buf(),
             reason,
         };
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
-        json.push(b'\n');
+        let json = self.to_json().map_err(|e| err(e.to_string()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
@@ -154,5 +192,44 @@ mod tests {
         let extra = format!("{{\"schema\":\"{SCHEMA}\",\"version\":1,\"bogus\":1}}");
         let e = Baseline::parse(&extra, p).expect_err("unknown").to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+}
+
+/// Helpers for [`Baseline::to_json`].
+mod erased {
+    use serde::Serialize;
+
+    /// Anything serializable, written compactly.
+    pub trait Json {
+        fn write(&self, w: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+
+    impl<T: Serialize> Json for T {
+        fn write(&self, w: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer(w, self)
+        }
+    }
+
+    /// `\n    "key": value,` per entry, then a newline and indent for `}`.
+    pub fn map_lines<'a, K, V>(
+        w: &mut Vec<u8>,
+        entries: impl Iterator<Item = (&'a K, &'a V)>,
+    ) -> serde_json::Result<()>
+    where
+        K: std::fmt::Display + 'a,
+        V: Serialize + 'a,
+    {
+        let mut first = true;
+        for (k, v) in entries {
+            w.extend_from_slice(if first { b"\n    " } else { b",\n    " });
+            first = false;
+            serde_json::to_writer(&mut *w, &k.to_string())?;
+            w.extend_from_slice(b": ");
+            serde_json::to_writer(&mut *w, v)?;
+        }
+        if !first {
+            w.extend_from_slice(b"\n  ");
+        }
+        Ok(())
     }
 }

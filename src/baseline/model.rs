@@ -146,23 +146,29 @@ pub struct HostBaseline {
     pub flows_out: u64,
     pub flows_in: u64,
     /// Internal hosts it connected to, per service, with flow counts.
-    #[serde(with = "counted")]
+    #[serde(with = "counted", default, skip_serializing_if = "HashMap::is_empty")]
     pub peers: HashMap<Edge, u64>,
     /// The peer list reached its cap: the host talks to too many hosts for a
     /// new one to mean anything (new peers are judged per zone instead).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub peers_full: bool,
     /// Services it answered on (as the responder of a connection that worked).
-    #[serde(with = "counted")]
+    #[serde(with = "counted", default, skip_serializing_if = "HashMap::is_empty")]
     pub services: HashMap<Service, u64>,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub services_full: bool,
     /// Bytes it sent per hour it was active.
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
     pub bytes_out_per_hour: Dist,
     /// Bytes it sent to external hosts per hour it did so.
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
     pub external_bytes_per_hour: Dist,
     /// Per minute with failed attempts (unanswered or refused): the most
     /// distinct hosts on one service...
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
     pub fanout_hosts: Dist,
     /// ...and the most distinct ports on one host.
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
     pub fanout_ports: Dist,
 }
 
@@ -274,6 +280,10 @@ impl Default for Baseline {
             beacons: BTreeSet::new(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The hour-of-week slot of a time (Monday 00:00 UTC = 0; the epoch was a
