@@ -40,7 +40,7 @@ fn analyze_the_bundled_sample_with_its_config() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     for needle in [
-        "packets          12213",
+        "packets          12380",
         "flows by protocol and outcome",
         "top talkers",
         "decode problems  none",
@@ -79,7 +79,7 @@ fn analyze_the_bundled_sample_with_its_config() {
     assert_eq!(breach["outcome"], "closed");
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
-    assert_eq!(s["capture"]["frames"], 12213);
+    assert_eq!(s["capture"]["frames"], 12380);
     assert_eq!(s["flows"], lines.lines().count());
     assert!(!dir.path().join("flows.jsonl.partial").exists());
 }

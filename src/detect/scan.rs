@@ -24,6 +24,20 @@ use crate::segmentation::Severity;
 
 const MINUTE_NS: i64 = 60_000_000_000;
 
+/// What normal is, for explanations.
+fn normal(learned: Option<&crate::baseline::dist::Dist>, bar: usize, what: &str) -> String {
+    match learned {
+        Some(d) if d.count() > 0 => format!(
+            "in the baseline it failed on at most {} {what} a minute (alert at {bar})",
+            d.max()
+        ),
+        Some(_) => {
+            format!("in the baseline it never failed to connect (alert at {bar} {what} a minute)")
+        }
+        None => format!("no baseline for this host: the alert floor is {bar} {what} a minute"),
+    }
+}
+
 pub struct Scan {
     fanout: Fanout,
     /// ARP requests per sender MAC in its current minute: targets asked for.
@@ -84,11 +98,11 @@ impl Scan {
             f.dst_zone = None;
             f.variant = 0;
             f.explanation = format!(
-                "{} contacted {} different hosts on {} within a minute, a sweep for that service; its normal is at most {} hosts a minute.",
+                "{} tried {} different hosts on {} within a minute without getting through, a sweep for that service; {}.",
                 r.src_ip,
                 targets.len(),
                 service_text(r.proto, port),
-                learned(base.map(|b| &b.fanout_hosts))
+                normal(base.map(|b| &b.fanout_hosts), host_bar, "hosts")
             );
             let mut sample: Vec<&IpAddr> = targets.iter().collect();
             sample.sort();
@@ -118,11 +132,11 @@ impl Scan {
             sample.sort_unstable();
             sample.truncate(20);
             f.explanation = format!(
-                "{} probed {} different ports on {} within a minute, mapping what it runs; its normal is at most {} ports on one host a minute.",
+                "{} probed {} different ports on {} within a minute without getting through, mapping what it runs; {}.",
                 r.src_ip,
                 ports.len(),
                 r.dst_ip,
-                learned(base.map(|b| &b.fanout_ports))
+                normal(base.map(|b| &b.fanout_ports), port_bar, "ports on one host")
             );
             f.observed = json!({"kind": "vertical", "distinct_ports_per_minute": ports.len(), "sample_ports": sample});
             f.baseline = json!({"max_ports_per_minute": learned(base.map(|b| &b.fanout_ports)), "threshold": port_bar});

@@ -11,7 +11,7 @@
 //! Worth reporting: laptop 10.10.1.23 reaches the CDE database (established);
 //! 10.10.1.31 is blocked (unanswered SYNs) and refused (RST) at the CDE;
 //! 10.10.1.66 scans the file server's ports 1-1024 and probes SNMP (ICMP port
-//! unreachable); 10.10.1.17 beacons to 198.51.100.77:443 every 60 s;
+//! unreachable); 10.10.1.17 beacons to 198.51.100.77:443 every 25 s;
 //! 10.10.1.29 uploads 600 kB to 203.0.113.200; a guest tries the file server.
 
 use std::net::IpAddr;
@@ -67,8 +67,10 @@ pub fn office_trace() -> Trace {
     for host in 1..=5u16 {
         let laptop: IpAddr = ip(&format!("2001:db8:10:1::{host:x}"));
         let site = ip("2001:db8:ffff::443");
-        for k in 0..10 {
-            let at = START_NS + (k * 29 + i64::from(host)) * SEC;
+        for _ in 0..10 {
+            // At random moments, as people browse (a steady rhythm would
+            // make a beacon).
+            let at = START_NS + (i64::from(host) * 1_000 + (rng.next() % 280_000) as i64) * MS;
             t.tcp_session(at, &Conv::new(laptop, next_port(), site, 443), 500, 9_000);
         }
         t.ping(START_NS + 7 * SEC, laptop, site, host, 1);
@@ -134,12 +136,12 @@ pub fn office_trace() -> Trace {
         &Conv::new(scanner, 40_001, files, 161),
     );
 
-    // Beacon: small session every 60 s.
+    // Beacon: small session every 25 s.
     let implant = ip("10.10.1.17");
     let c2 = ip("198.51.100.77");
-    for k in 0..5 {
+    for k in 0..11 {
         let c = Conv::new(implant, 52_000 + k as u16, c2, 443);
-        t.tcp_session(START_NS + (30 + k * 60) * SEC, &c, 220, 180);
+        t.tcp_session(START_NS + (30 + k * 25) * SEC, &c, 220, 180);
     }
 
     // A large upload to an external host.
