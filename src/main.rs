@@ -324,6 +324,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     &cfg.policy,
                     &cfg.warnings,
                 ))?;
+                print_out(&segwatch::detect::settings::explain(&cfg.detect))?;
                 if let Some(web) = &cfg.metrics_web_config {
                     match WebConfig::load(web) {
                         Ok(w) => print_out(&describe_web_config(&w))?,

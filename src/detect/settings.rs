@@ -681,3 +681,56 @@ fn allow_entry(a: Spanned<RawAllow>, loc: &Locator) -> Result<Allow, ConfigError
         line,
     })
 }
+
+/// What `check-config` says about detection.
+pub fn explain(s: &DetectSettings) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("  anomaly detection:\n");
+    if !s.enabled {
+        out.push_str("    off ([detect] enabled = false)\n");
+        return out;
+    }
+    let on: Vec<&str> = Detector::ALL
+        .iter()
+        .filter(|d| s.is_on(**d))
+        .map(|d| d.as_str())
+        .collect();
+    let off: Vec<&str> = Detector::ALL
+        .iter()
+        .filter(|d| !s.is_on(**d))
+        .map(|d| d.as_str())
+        .collect();
+    let _ = writeln!(out, "    detectors on: {}", on.join(", "));
+    if !off.is_empty() {
+        let _ = writeln!(out, "    detectors off: {}", off.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "    baseline: {}",
+        s.baseline.as_ref().map_or(
+            "none (only scan, beacon, tcp_flags, arp_spoof judge without one)".to_string(),
+            |b| b.display().to_string()
+        )
+    );
+    let _ = writeln!(
+        out,
+        "    written from severity {}, repeats suppressed for {} s",
+        s.min_severity.as_str(),
+        s.suppress_secs
+    );
+    for a in &s.allow {
+        let dets: Vec<&str> = a.detectors.iter().map(|d| d.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "    allow (line {}) {}: {}",
+            a.line,
+            if dets.is_empty() {
+                "all detectors".to_string()
+            } else {
+                dets.join("+")
+            },
+            a.why
+        );
+    }
+    out
+}

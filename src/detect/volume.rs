@@ -158,8 +158,8 @@ impl Volume {
                 f.src_zone = Some(name.to_string());
                 f.variant = hour as u64;
                 f.explanation = format!(
-                    "Hosts in {name} opened {} flows this hour; at this hour they normally open {:.0} (at most {:.0} in the baseline).",
-                    z.flows, bar.median, bar.max
+                    "Hosts in {name} have opened {} flows so far this hour, past the alert threshold of {:.0}; at this hour they normally open {:.0} (at most {:.0} in the baseline).",
+                    z.flows, bar.value, bar.median, bar.max
                 );
                 f.observed = json!({"what": "zone_flows_per_hour", "flows": z.flows, "hour_of_week": hour_of_week(r.end)});
                 f.baseline = bar_json(&bar, "flows");
@@ -249,14 +249,14 @@ impl Volume {
                 f.variant = (hour as u64) << 1;
                 f.explanation = if bar.samples >= v.min_samples {
                     format!(
-                        "{ip} ({zone}) sent {} to external hosts this hour; it normally uploads {} in an hour (at most {} in the baseline). Large uploads are how stolen data leaves.",
+                        "{ip} ({zone}) has sent {} to external hosts so far this hour; it normally uploads {} in an hour (at most {} in the baseline). Large uploads are how stolen data leaves.",
                         bytes_text(h.external_bytes as f64),
                         bytes_text(bar.median),
                         bytes_text(bar.max)
                     )
                 } else {
                     format!(
-                        "{ip} ({zone}) sent {} to external hosts this hour, with no upload history in the baseline to explain it. Large uploads are how stolen data leaves.",
+                        "{ip} ({zone}) has sent {} to external hosts so far this hour, with no upload history in the baseline to explain it. Large uploads are how stolen data leaves.",
                         bytes_text(h.external_bytes as f64)
                     )
                 };
@@ -277,7 +277,7 @@ impl Volume {
             f.src_zone = Some(zone.to_string());
             f.variant = ((hour as u64) << 1) | 1;
             f.explanation = format!(
-                "{ip} ({zone}) sent {} this hour; it normally sends {} in an hour (at most {} in the baseline).",
+                "{ip} ({zone}) has sent {} so far this hour; it normally sends {} in an hour (at most {} in the baseline).",
                 bytes_text(h.bytes_out as f64),
                 bytes_text(bar.median),
                 bytes_text(bar.max)
