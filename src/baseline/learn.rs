@@ -208,6 +208,9 @@ impl Learner {
                 }
             }
             let z = &mut self.zones[usize::from(s.zone)];
+            z.bytes_per_flow.record(r.bytes());
+            z.duration_ms
+                .record(u64::try_from((r.end - r.start) / 1_000_000).unwrap_or(0));
             if connected {
                 let e = ZoneEdge {
                     to: self.nets.name(d.zone).to_string(),

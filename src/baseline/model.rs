@@ -198,6 +198,12 @@ pub struct ZoneBaseline {
     /// external hosts for a new one to mean anything.
     pub external_full: bool,
     pub external_flows: u64,
+    /// Bytes (both ways) per flow its hosts opened.
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
+    pub bytes_per_flow: Dist,
+    /// Duration in milliseconds of the flows its hosts opened.
+    #[serde(default, skip_serializing_if = "Dist::is_empty")]
+    pub duration_ms: Dist,
     /// Traffic the zone's hosts opened, per hour of the week (UTC).
     pub hours: Vec<HourSlot>,
 }

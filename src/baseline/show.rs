@@ -71,6 +71,15 @@ pub fn render(b: &Baseline, hosts: usize) -> String {
             z.external_flows,
             z.hours.len(),
         );
+        if z.bytes_per_flow.count() > 0 {
+            let _ = writeln!(
+                s,
+                "      bytes per flow {}; duration {} ms median, {} ms p99",
+                dist_line(&z.bytes_per_flow, true),
+                z.duration_ms.quantile(0.5),
+                z.duration_ms.quantile(0.99)
+            );
+        }
         let mut edges: Vec<_> = z.edges.iter().collect();
         edges.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (e, n) in edges.iter().take(8) {

@@ -11,7 +11,9 @@ pub mod event;
 pub mod fanout;
 pub mod known;
 pub mod network;
-pub mod novelty;
+pub mod new_external;
+pub mod new_peer;
+pub mod new_service;
 pub mod scan;
 pub mod settings;
 pub mod tcp_flags;
@@ -170,7 +172,9 @@ impl Detectors {
             };
             self.now = self.now.max(r.end);
             if cx.known.is_some() {
-                novelty::flow(&cx, r, &e, &mut self.findings);
+                new_peer::flow(&cx, r, &e, &mut self.findings);
+                new_service::flow(&cx, r, &e, &mut self.findings);
+                new_external::flow(&cx, r, &e, &mut self.findings);
                 if on(Detector::Volume) {
                     self.volume.flow(&cx, r, &e, &mut self.findings);
                 }
