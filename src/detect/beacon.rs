@@ -34,15 +34,24 @@ pub struct PairKey {
     pub port: u16,
 }
 
+/// One connection: start (ns), bytes sent (saturating), connected.
+type Conn = (i64, u32, bool);
+
+/// A pair seen twice or more: its key and its recent connections.
+#[derive(Debug)]
+struct Series {
+    key: PairKey,
+    conns: VecDeque<Conn>,
+}
+
+/// A pair, kept small (40 bytes plus the map's 8-byte key): most pairs
+/// are seen once, so the first connection is inline and the series is
+/// allocated from the second.
 #[derive(Debug, Default)]
 struct Pair {
-    /// The first connection, inline: most pairs never see a second, and a
-    /// deque allocates.
-    first: (i64, u64, bool),
-    /// (start ns, bytes sent, connected), from the second connection on
-    /// (the first included).
-    conns: VecDeque<(i64, u64, bool)>,
-    total: u64,
+    first: Conn,
+    series: Option<Box<Series>>,
+    total: u32,
     last_seen: i64,
 }
 
@@ -63,7 +72,10 @@ pub struct Score {
 /// Connection series per pair.
 #[derive(Debug, Default)]
 pub struct Beacons {
-    pairs: HashMap<PairKey, Pair>,
+    /// By a 64-bit hash of the pair key (collisions, one in billions of
+    /// pairs, would merge two series).
+    pairs: HashMap<u64, Pair>,
+    hasher: ahash::RandomState,
     pub untracked: u64,
     last_sweep_hour: i64,
 }
@@ -95,6 +107,16 @@ fn damped_skew(sorted: &[f64], scale: f64) -> f64 {
 
 /// Score a series of (start, bytes, connected), in any order.
 pub fn score(conns: &[(i64, u64, bool)]) -> Option<Score> {
+    score_iter(conns.iter().copied())
+}
+
+fn score_conns(conns: &VecDeque<Conn>) -> Option<Score> {
+    score_iter(conns.iter().map(|&(t, b, c)| (t, u64::from(b), c)))
+}
+
+fn score_iter(it: impl Iterator<Item = (i64, u64, bool)>) -> Option<Score> {
+    let conns: Vec<(i64, u64, bool)> = it.collect();
+    let conns = conns.as_slice();
     if conns.len() < 3 {
         return None;
     }
@@ -153,7 +175,8 @@ impl Beacons {
         min: usize,
     ) -> Option<Score> {
         self.sweep(start);
-        if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_PAIRS {
+        let h = self.hasher.hash_one(key);
+        if !self.pairs.contains_key(&h) && self.pairs.len() >= MAX_PAIRS {
             let cutoff = start - ONE_OFF_NS;
             self.pairs
                 .retain(|_, p| p.total > 1 || p.last_seen >= cutoff);
@@ -162,30 +185,30 @@ impl Beacons {
                 return None;
             }
         }
-        let conn = (start, bytes, connected);
-        let p = self.pairs.entry(key).or_default();
-        match p.total {
-            0 => p.first = conn,
-            1 => {
-                p.conns.push_back(p.first);
-                p.conns.push_back(conn);
+        let conn = (start, u32::try_from(bytes).unwrap_or(u32::MAX), connected);
+        let p = self.pairs.entry(h).or_default();
+        match &mut p.series {
+            None if p.total == 0 => p.first = conn,
+            None => {
+                let mut conns = VecDeque::with_capacity(4);
+                conns.push_back(p.first);
+                conns.push_back(conn);
+                p.series = Some(Box::new(Series { key, conns }));
             }
-            _ => {
-                if p.conns.len() == KEPT {
-                    p.conns.pop_front();
+            Some(series) => {
+                if series.conns.len() == KEPT {
+                    series.conns.pop_front();
                 }
-                p.conns.push_back(conn);
+                series.conns.push_back(conn);
             }
         }
-        p.total += 1;
+        p.total = p.total.saturating_add(1);
         p.last_seen = p.last_seen.max(start);
         let n = p.total as usize;
         if n < min || (n != min && !n.is_multiple_of(8)) {
             return None;
         }
-        let (a, b) = p.conns.as_slices();
-        let all: Vec<(i64, u64, bool)> = a.iter().chain(b).copied().collect();
-        score(&all)
+        p.series.as_ref().and_then(|s| score_conns(&s.conns))
     }
 
     /// Once an hour of packet time, forget pairs quiet for [`IDLE_NS`].
@@ -206,12 +229,9 @@ impl Beacons {
     pub fn scores(&self, min: usize) -> Vec<(PairKey, Score)> {
         self.pairs
             .iter()
-            .filter(|(_, p)| p.conns.len() >= min)
-            .filter_map(|(k, p)| {
-                let (a, b) = p.conns.as_slices();
-                let all: Vec<_> = a.iter().chain(b).copied().collect();
-                score(&all).map(|s| (*k, s))
-            })
+            .filter_map(|(_, p)| p.series.as_ref())
+            .filter(|s| s.conns.len() >= min)
+            .filter_map(|s| score_conns(&s.conns).map(|sc| (s.key, sc)))
             .collect()
     }
 
