@@ -13,6 +13,8 @@
 # Usage: benches/throughput.sh [FILE]      (default: generate bench-data/bench.pcap,
 #        2,000,000 packets in 200,000 flows)
 #        ROUNDS=5 WORKERS=1 benches/throughput.sh FILE
+#        CLIENTS=2000 benches/throughput.sh bench-data/office.pcap   (2,000 client
+#        hosts instead of a new one per flow: an office-shaped network)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -23,12 +25,12 @@ SEGWATCH=./target/release/segwatch
 FILE=${1:-bench-data/bench.pcap}
 if [ ! -f "$FILE" ]; then
   mkdir -p "$(dirname "$FILE")"
-  $SEGWATCH generate bench --out "$FILE"
+  $SEGWATCH generate bench --out "$FILE" ${CLIENTS:+--clients "$CLIENTS"}
 fi
 mkdir -p bench-data
 POLICY=bench-data/policy-1000.toml
 [ -f "$POLICY" ] || $SEGWATCH generate policy --zones 1000 --rules 1000 --out "$POLICY" >/dev/null
-BASELINE=bench-data/baseline.json
+BASELINE=bench-data/$(basename "$FILE" .pcap)-baseline.json
 [ -f "$BASELINE" ] || $SEGWATCH learn "$FILE" --out "$BASELINE" --quiet
 READER=$(ls -t target/release/deps/pcap_read-* | grep -v '\.d$' | head -1)
 cat "$FILE" > /dev/null   # warm the page cache for every contender alike

@@ -122,6 +122,9 @@ enum GenerateWhat {
         /// Packets per flow (6 or more: handshake, data, FIN exchange).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(6..))]
         packets_per_flow: u32,
+        /// Distinct client hosts (0: a random 10.0.0.0/8 address per flow).
+        #[arg(long, default_value_t = 0)]
+        clients: u32,
     },
     /// A large segmentation policy (for benchmarks): client zones splitting
     /// 10.0.0.0/8, a CDE of servers, narrow rules and one broad rule.
@@ -706,10 +709,12 @@ fn generate(what: GenerateWhat) -> Result<ExitCode> {
             out,
             flows,
             packets_per_flow,
+            clients,
         } => {
             let shape = synth::bench::BenchShape {
                 flows,
                 packets_per_flow,
+                clients,
                 ..Default::default()
             };
             let w = synth::bench::write_bench(&out, shape, synth::office::START_NS)

@@ -24,6 +24,9 @@ pub struct BenchShape {
     /// Gap between packets of one flow.
     pub packet_gap_ns: i64,
     pub seed: u64,
+    /// Distinct client hosts (10.0.0.1 up); 0: a random address in
+    /// 10.0.0.0/8 per flow (nearly every flow from a new host).
+    pub clients: u32,
 }
 
 impl Default for BenchShape {
@@ -35,6 +38,7 @@ impl Default for BenchShape {
             flow_gap_ns: 10_000,
             packet_gap_ns: 50_000_000,
             seed: 0x5e9_0a7c,
+            clients: 0,
         }
     }
 }
@@ -56,11 +60,16 @@ struct FlowPlan {
     sizes: [u16; 4],
 }
 
-fn plan(i: u32, rng: &mut SplitMix) -> FlowPlan {
+fn plan(i: u32, rng: &mut SplitMix, clients: u32) -> FlowPlan {
     let c = rng.next() as u32;
     let s = (rng.next() % 5000) as u32;
+    let c = if clients == 0 {
+        c & 0x00ff_ffff
+    } else {
+        1 + c % clients
+    };
     FlowPlan {
-        client: Ipv4Addr::from(0x0a00_0000 | (c & 0x00ff_ffff)),
+        client: Ipv4Addr::from(0x0a00_0000 | c),
         server: Ipv4Addr::from(0xc612_0000 | s),
         cport: 1024 + (i % 60_000) as u16,
         sport: [443, 80, 53, 445, 22, 8443][(rng.next() % 6) as usize],
@@ -150,7 +159,7 @@ pub fn write_bench(path: &Path, shape: BenchShape, start_ns: i64) -> io::Result<
                 .peek()
                 .is_none_or(|Reverse((t, _, _))| next_start <= *t);
         if take_start {
-            plans.push(Some(plan(next_flow, &mut rng)));
+            plans.push(Some(plan(next_flow, &mut rng, shape.clients)));
             heap.push(Reverse((next_start, next_flow, 0)));
             next_flow += 1;
             out.flows += 1;
