@@ -230,3 +230,142 @@ fn a_silent_interface_still_stops_on_sigterm() {
     let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(2));
     assert!(status.success(), "{err}");
 }
+
+const ECHO_SERVER: &str = r#"
+import socket, threading, time
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("198.18.77.2", 9999))
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("198.18.77.2", 8080)); tcp.listen(4)
+def echo():
+    while True:
+        d, peer = udp.recvfrom(2048); udp.sendto(d, peer)
+def serve():
+    while True:
+        c, _ = tcp.accept(); c.recv(4096); c.sendall(b"ok" * 100); c.close()
+threading.Thread(target=echo, daemon=True).start()
+threading.Thread(target=serve, daemon=True).start()
+time.sleep(30)
+"#;
+
+/// `run --learn-for` live: learn for a few seconds (UDP only), write the
+/// baseline while still capturing, then report the first TCP connection
+/// between the two hosts as a new peer; the metrics follow the state.
+#[test]
+fn live_learning_then_detecting() {
+    let Some(net) = Netns::create() else {
+        eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("lab.toml");
+    std::fs::write(
+        &cfg,
+        "[[zone]]\nname = \"lab\"\ncidrs = [\"198.18.77.0/24\"]\n[flows.timeouts]\nudp = 1\ntcp_closed = 1\ntcp_established = 2\n",
+    )
+    .expect("config");
+    let baseline = dir.path().join("lab-baseline.json");
+    let events = dir.path().join("events.jsonl");
+    let summary = dir.path().join("summary.json");
+    let mut server = net
+        .exec(&net.b, "python3")
+        .args(["-c", ECHO_SERVER])
+        .spawn()
+        .expect("server");
+    let mut sensor = net
+        .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
+        .args([
+            "run",
+            "--interface",
+            &net.veth_b(),
+            "--quiet",
+            "--learn-for",
+            "4s",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--baseline")
+        .arg(&baseline)
+        .arg("--events")
+        .arg(&events)
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(["--metrics-listen", "127.0.0.1:19948"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start segwatch run");
+    let metrics = || {
+        net.exec(&net.b, "curl")
+            .args(["-s", "http://127.0.0.1:19948/metrics"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    std::thread::sleep(Duration::from_millis(1200));
+    let learning = metrics();
+    // Normal while learning: UDP to the echo service.
+    let udp = "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.settimeout(2)\nfor i in range(3):\n    u.sendto(b'hello', ('198.18.77.2', 9999)); u.recvfrom(100)\n";
+    assert!(
+        net.exec(&net.a, "python3")
+            .args(["-c", udp])
+            .status()
+            .expect("udp")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(5000));
+    assert!(
+        baseline.exists(),
+        "the baseline is written when learning ends, while capturing"
+    );
+    let detecting = metrics();
+    // New: a TCP connection between the two.
+    let tcp = "import socket\ns=socket.create_connection(('198.18.77.2', 8080)); s.sendall(b'hi'); s.recv(1000); s.close()\n";
+    assert!(
+        net.exec(&net.a, "python3")
+            .args(["-c", tcp])
+            .status()
+            .expect("tcp")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(3000));
+    let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(10));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(status.success(), "{err}");
+    if common::has("curl") {
+        assert!(
+            learning.contains("segwatch_baseline_learning 1"),
+            "{learning}"
+        );
+        assert!(
+            detecting.contains("segwatch_baseline_learning 0"),
+            "{detecting}"
+        );
+        assert!(
+            detecting.contains("segwatch_baseline_loaded 1"),
+            "{detecting}"
+        );
+    }
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&baseline).expect("baseline")).expect("json");
+    assert!(
+        b["learned"]["flows"].as_u64().is_some_and(|n| n >= 1),
+        "{b}"
+    );
+    assert!(
+        b["hosts"]["198.18.77.2"]["services"]
+            .to_string()
+            .contains("9999"),
+        "{b}"
+    );
+    let text = std::fs::read_to_string(&events).expect("events");
+    let new_peer = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["detector"] == "new_peer")
+        .unwrap_or_else(|| panic!("no new_peer in {text}\n{err}"));
+    assert_eq!(new_peer["src_ip"], "198.18.77.1");
+    assert_eq!(new_peer["dst_port"], 8080);
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
+    assert_eq!(s["anomalies"]["baseline_loaded"], true, "{s}");
+}

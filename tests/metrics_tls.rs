@@ -311,7 +311,21 @@ fn curl_needs_a_signed_client_certificate() {
 }
 
 /// Send raw bytes to the endpoint and read the answer, or None on timeout.
+/// A refused or empty answer is retried for up to 3 s: the thread of the
+/// previous request may still hold its connection slot (on a loaded machine
+/// it finishes later).
 fn raw(port: u16, request: &[u8]) -> Option<String> {
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        match raw_once(port, request) {
+            Some(r) if !r.is_empty() => return Some(r),
+            other if Instant::now() >= until => return other,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn raw_once(port: u16, request: &[u8]) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(request).ok()?;
