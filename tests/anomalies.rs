@@ -88,7 +88,8 @@ fn anomalies(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// (detector, who): the source address, or the zone for zone-level findings.
+/// (detector, who): the source address, or the zone for zone-level findings,
+/// or the target for floods (many sources).
 fn found(events: &[Value]) -> BTreeSet<(String, String)> {
     events
         .iter()
@@ -96,6 +97,7 @@ fn found(events: &[Value]) -> BTreeSet<(String, String)> {
             let who = e["src_ip"]
                 .as_str()
                 .or(e["src_zone"].as_str())
+                .or(e["dst_ip"].as_str())
                 .unwrap_or("?");
             (
                 e["detector"].as_str().unwrap_or("?").to_string(),
@@ -346,6 +348,11 @@ fn labelled_real_captures_are_detected() {
             "ntopng_arp_spoofing_mitm.pcap",
             None,
             &[("arp_spoof", "192.168.1.254"), ("scan", "192.168.1.57")],
+        ),
+        (
+            "stopddos_synflood_spoofed.pcap",
+            None,
+            &[("scan", "10.10.10.10")],
         ),
         (
             "slips_c2_beacon_periodic_2s.pcap",

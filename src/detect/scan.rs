@@ -38,8 +38,20 @@ fn normal(learned: Option<&crate::baseline::dist::Dist>, bar: usize, what: &str)
     }
 }
 
+/// One target's current minute: distinct sources whose attempts failed.
+struct FanIn {
+    minute: i64,
+    sources: HashSet<IpAddr>,
+    reported: bool,
+}
+
+/// Targets tracked at once for fan-in (floods).
+const MAX_TARGETS: usize = 200_000;
+
 pub struct Scan {
     fanout: Fanout,
+    /// Failed attempts per target service (floods from many sources).
+    fan_in: HashMap<(IpAddr, u8, u16), FanIn>,
     /// ARP requests per sender MAC in its current minute: targets asked for.
     arp: HashMap<[u8; 6], (i64, HashSet<Ipv4Addr>, bool)>,
 }
@@ -48,6 +60,7 @@ impl Default for Scan {
     fn default() -> Self {
         Scan {
             fanout: Fanout::new(4096, 200_000),
+            fan_in: HashMap::new(),
             arp: HashMap::new(),
         }
     }
@@ -63,6 +76,7 @@ impl Scan {
         }
         let port = service_port(r);
         let set = &cx.settings.scan;
+        self.flood(cx, r, e, port, out);
         let Some(a) = self
             .fanout
             .add(r.src_ip, r.dst_ip, (r.proto, port), r.start, &mut |_, _| {})
@@ -144,9 +158,65 @@ impl Scan {
         }
     }
 
+    /// Many sources failing against one service within a minute: a flood
+    /// (often from spoofed addresses), or a distributed scan of one host.
+    fn flood(
+        &mut self,
+        cx: &Ctx<'_>,
+        r: &FlowRecord,
+        e: &Ends<'_>,
+        port: u16,
+        out: &mut Vec<Finding>,
+    ) {
+        let bar = cx.settings.scan.flood_sources;
+        let minute = r.start.div_euclid(MINUTE_NS);
+        let key = (r.dst_ip, r.proto, port);
+        if !self.fan_in.contains_key(&key) && self.fan_in.len() >= MAX_TARGETS {
+            return;
+        }
+        let w = self.fan_in.entry(key).or_insert_with(|| FanIn {
+            minute,
+            sources: HashSet::new(),
+            reported: false,
+        });
+        if minute > w.minute {
+            w.minute = minute;
+            w.sources.clear();
+            w.reported = false;
+        }
+        if w.sources.len() < bar {
+            w.sources.insert(r.src_ip);
+        }
+        if !w.reported && w.sources.len() >= bar {
+            w.reported = true;
+            let severity = if e.d.cde {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
+            let mut f = cx.finding(r, e.s, e.d, Detector::Scan, severity, 0.9);
+            f.src_ip = None;
+            f.src_zone = None;
+            f.variant = 3;
+            f.explanation = format!(
+                "{} different sources failed to reach {} on {} within a minute: a flood (often from forged addresses) or a distributed scan; the target may be struggling to answer.",
+                w.sources.len(),
+                r.dst_ip,
+                service_text(r.proto, port)
+            );
+            let mut sample: Vec<&IpAddr> = w.sources.iter().collect();
+            sample.sort();
+            sample.truncate(10);
+            f.observed = json!({"kind": "flood", "distinct_sources_per_minute": w.sources.len(), "sample_sources": sample});
+            f.baseline = json!({"threshold": bar});
+            out.push(f);
+        }
+    }
+
     pub fn sweep(&mut self, now: i64) {
         self.fanout.sweep(now, &mut |_, _| {});
         let minute = now.div_euclid(MINUTE_NS);
+        self.fan_in.retain(|_, w| w.minute + 2 > minute);
         self.arp.retain(|_, (m, _, _)| *m + 2 > minute);
     }
 

@@ -75,6 +75,9 @@ pub struct ScanSettings {
     pub baseline_factor: f64,
     /// Distinct addresses asked for in ARP in a minute that make a sweep.
     pub arp_targets: usize,
+    /// Distinct sources failing against one service in a minute that make
+    /// a flood.
+    pub flood_sources: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +137,7 @@ impl Default for DetectSettings {
                 min_ports: 32,
                 baseline_factor: 3.0,
                 arp_targets: 64,
+                flood_sources: 500,
             },
             beacon: BeaconSettings {
                 min_connections: 10,
@@ -223,6 +227,7 @@ struct RawScan {
     min_ports: Option<Spanned<i64>>,
     baseline_factor: Option<Spanned<f64>>,
     arp_targets: Option<Spanned<i64>>,
+    flood_sources: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +502,14 @@ pub(crate) fn build(
                 2,
                 65_536,
                 v.arp_targets as i64,
+                loc,
+            )? as usize,
+            flood_sources: int(
+                &r.flood_sources,
+                "detect.scan.flood_sources",
+                2,
+                1_000_000,
+                v.flood_sources as i64,
                 loc,
             )? as usize,
         };
