@@ -43,45 +43,25 @@ impl EventOutput {
     }
 
     pub fn emit(&mut self, events: Vec<ViolationEvent>) -> io::Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        if let Some(w) = &mut self.out {
-            for e in &events {
-                w.write(e)?;
-            }
-            w.chunk_done()?;
-            self.report.written += events.len() as u64;
-        }
-        for e in events {
-            if self.report.events.len() < REPORT_EVENT_CAP {
-                self.report.events.push(e);
-            } else {
-                self.report.not_kept += 1;
-            }
-        }
-        Ok(())
+        let r = &mut self.report;
+        write_and_keep(
+            self.out.as_mut(),
+            events,
+            (&mut r.events, &mut r.not_kept, &mut r.written),
+        )
     }
 
     pub fn emit_anomalies(&mut self, events: Vec<AnomalyEvent>) -> io::Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        if let Some(w) = &mut self.out {
-            for e in &events {
-                w.write(e)?;
-            }
-            w.chunk_done()?;
-            self.report.anomalies_written += events.len() as u64;
-        }
-        for e in events {
-            if self.report.anomalies.len() < REPORT_EVENT_CAP {
-                self.report.anomalies.push(e);
-            } else {
-                self.report.anomalies_not_kept += 1;
-            }
-        }
-        Ok(())
+        let r = &mut self.report;
+        write_and_keep(
+            self.out.as_mut(),
+            events,
+            (
+                &mut r.anomalies,
+                &mut r.anomalies_not_kept,
+                &mut r.anomalies_written,
+            ),
+        )
     }
 
     /// Close the event file (moved into place for capture files).
@@ -91,4 +71,31 @@ impl EventOutput {
         }
         Ok(self.report)
     }
+}
+
+/// Write events to the file (when there is one) and keep the first
+/// [`REPORT_EVENT_CAP`] in `kept`, counting the rest.
+fn write_and_keep<T: serde::Serialize>(
+    out: Option<&mut JsonLinesWriter>,
+    events: Vec<T>,
+    (kept, not_kept, written): (&mut Vec<T>, &mut u64, &mut u64),
+) -> io::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if let Some(w) = out {
+        for e in &events {
+            w.write(e)?;
+        }
+        w.chunk_done()?;
+        *written += events.len() as u64;
+    }
+    for e in events {
+        if kept.len() < REPORT_EVENT_CAP {
+            kept.push(e);
+        } else {
+            *not_kept += 1;
+        }
+    }
+    Ok(())
 }
