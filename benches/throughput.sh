@@ -41,12 +41,23 @@ best_alone=999999 best_baseline=999999
 policy_ratios=() metrics_ratios=() detect_ratios=() baseline_ratios=()
 # segwatch serving metrics while a scraper fetches /metrics every 100 ms
 # (ten times Prometheus's usual rate).
-scraped_run() {
-  ( while :; do curl -s -o /dev/null http://127.0.0.1:19947/metrics || true; sleep 0.1; done ) &
-  local scraper=$!
-  $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --metrics-listen 127.0.0.1:19947 2>/dev/null
-  kill "$scraper"; wait "$scraper" 2>/dev/null || true
+start_scraper() {
+  # One long-lived scraper process, as Prometheus is (spawning curl ten
+  # times a second would cost more CPU than the scrapes themselves); it is
+  # started, and has imported its modules, before the timed run.
+  python3 -c '
+import time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:19947/metrics", timeout=1).read()
+    except Exception:
+        pass
+    time.sleep(0.1)
+' &
+  scraper=$!
+  sleep 0.5
 }
+stop_scraper() { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
 for r in $(seq "$ROUNDS"); do
   # The pipeline alone: the reference for the ratios below, each measured
   # right after it so that both share the machine's mood.
@@ -60,7 +71,9 @@ for r in $(seq "$ROUNDS"); do
   baseline_ratios+=("$(echo "$a / $b" | bc -l)")
   t0=$(now); $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --config "$POLICY" --events bench-data/events.jsonl --summary-json bench-data/summary-policy.json; t1=$(now)
   y=$(echo "$t1 - $t0" | bc -l)
-  t0=$(now); scraped_run; t1=$(now)
+  start_scraper
+  t0=$(now); $SEGWATCH analyze "$FILE" --quiet --no-detect ${WORKERS:+--workers "$WORKERS"} --metrics-listen 127.0.0.1:19947 2>/dev/null; t1=$(now)
+  stop_scraper
   m=$(echo "$t1 - $t0" | bc -l)
   best_metrics=$(echo "if ($m < $best_metrics) $m else $best_metrics" | bc -l)
   metrics_ratios+=("$(echo "$a / $m" | bc -l)")

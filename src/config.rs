@@ -22,7 +22,9 @@ use crate::policy::load::{Locator, RawParts, RawPolicy, RawRule, RawZone, Warnin
 /// A configuration error a user can fix.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
+    #[error(
+        "cannot read config file {path}: {reason}\n  fix: check the path and that segwatch may read it; it must be UTF-8 text (configs/segwatch.example.toml is a starting point)"
+    )]
     Read { path: PathBuf, reason: String },
     #[error("{path}:{line}:{column}: {message}\n  fix: {fix}")]
     Invalid {

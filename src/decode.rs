@@ -353,16 +353,10 @@ fn decode_ip(
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
-            let mut fragment = None;
-            for ext in v6.extensions().clone().into_iter() {
-                if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
-                    fragment = Some(Fragment {
-                        id: f.identification(),
-                        offset: f.fragment_offset().value(),
-                        more: f.more_fragments(),
-                    });
-                }
-            }
+            let exts = v6.extensions();
+            let fragment = exts
+                .first_header()
+                .and_then(|first| ipv6_fragment(first.0, exts.slice()));
             IpHeaderFacts {
                 src: IpAddr::V6(h.source_addr()),
                 dst: IpAddr::V6(h.destination_addr()),
@@ -382,6 +376,39 @@ fn decode_ip(
         },
         payload,
     })
+}
+
+/// The last fragment header among the IPv6 extension headers etherparse
+/// checked (`exts`, the first of type `first`). Walked here rather than with
+/// etherparse's iterator: when a lax parse stopped at a bad header after good
+/// ones, that iterator reads past the checked bytes (out of bounds).
+fn ipv6_fragment(first: u8, exts: &[u8]) -> Option<Fragment> {
+    let mut next = first;
+    let mut rest = exts;
+    let mut found = None;
+    while let Some(&after) = rest.first() {
+        let len = match next {
+            // Hop-by-hop, routing, destination options: 8-octet units after the first 8.
+            0 | 43 | 60 => rest.get(1).map(|&n| (usize::from(n) + 1) * 8),
+            44 => rest.get(..8).map(|f| {
+                found = Some(Fragment {
+                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
+                    offset: u16::from_be_bytes([f[2], f[3]]) >> 3,
+                    more: f[3] & 1 == 1,
+                });
+                8
+            }),
+            // Authentication: 4-octet units after the first 8.
+            51 => rest.get(1).map(|&n| (usize::from(n) + 2) * 4),
+            _ => None,
+        };
+        match len.and_then(|n| rest.get(n..)) {
+            Some(r) => rest = r,
+            None => break,
+        }
+        next = after;
+    }
+    found
 }
 
 fn arp_summary(arp: &etherparse::ArpPacketSlice<'_>) -> Option<ArpPacket> {
@@ -638,6 +665,78 @@ mod tests {
             decode(LinkType::Other(147), &bad_ip, 60, 0).map(|d| d.packet),
             Err(DecodeProblem::UnsupportedLinkType)
         );
+    }
+
+    /// An IPv6 packet (2001:db8::1 → ::2) whose first header after the
+    /// fixed one is `next`, followed by `rest`.
+    fn ipv6_with(next: u8, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(rest.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        for last in [1, 2] {
+            p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            p.extend_from_slice(&[0; 11]);
+            p.push(last);
+        }
+        p.extend_from_slice(rest);
+        p
+    }
+
+    #[test]
+    fn ipv6_fragment_header_after_other_extensions() {
+        // Destination options (8 bytes), then a fragment header (offset 10,
+        // more fragments, id 77) before UDP data.
+        let rest = [
+            44,
+            0,
+            1,
+            4,
+            0,
+            0,
+            0,
+            0,
+            17,
+            0,
+            0,
+            (10 << 3) | 1,
+            0,
+            0,
+            0,
+            77,
+            1,
+            2,
+        ];
+        let p = ipv6_with(60, &rest);
+        let d = decode(LinkType::RawIp, &p, p.len() as u32, 0).expect("decodes");
+        let Body::Ip(ip) = d.packet.body else {
+            panic!("not IP: {:?}", d.packet.body);
+        };
+        assert_eq!(
+            ip.fragment,
+            Some(Fragment {
+                id: 77,
+                offset: 10,
+                more: true
+            })
+        );
+        assert_eq!(ip.proto, 17);
+    }
+
+    #[test]
+    fn ipv6_extension_chain_ending_in_a_bad_header_is_read_in_bounds() {
+        // Found by fuzzing: a fragment header followed by a hop-by-hop header
+        // (allowed only first) or by a cut-short routing header made
+        // etherparse's extension iterator read past the checked headers.
+        for after in [0u8, 43] {
+            let rest = [after, 0, 0, 1, 0, 0, 0, 9, 17];
+            let p = ipv6_with(44, &rest);
+            let d = decode(LinkType::RawIp, &p, p.len() as u32, 0).map(|d| d.packet.body);
+            let Ok(Body::Ip(ip)) = d else {
+                panic!("{after}: {d:?}");
+            };
+            // The fragment header before the bad one still counts.
+            assert_eq!(ip.fragment.map(|f| f.id), Some(9), "{after}");
+        }
     }
 
     #[test]

@@ -73,14 +73,20 @@ impl Default for PipelineConfig {
 /// Errors that stop a run.
 #[derive(Debug, Error)]
 pub enum PipelineError {
-    #[error("cannot write flow records: {0}")]
+    #[error(
+        "cannot write flow records: {0}\n  fix: write them to a folder segwatch may create files in, with space left"
+    )]
     FlowOutput(std::io::Error),
-    #[error("cannot write events: {0}")]
+    #[error(
+        "cannot write events: {0}\n  fix: write them to a folder segwatch may create files in, with space left"
+    )]
     EventOutput(std::io::Error),
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
     #[error("a worker thread failed: {0}")]
     Worker(String),
+    #[error(transparent)]
+    Baseline(#[from] crate::baseline::BaselineError),
 }
 
 /// Optional hooks for the caller: control, and what to do with finished
@@ -140,6 +146,9 @@ pub fn run(
     let policy = hooks.policy.clone().filter(|p| !p.is_empty());
     let detectors = hooks.detectors.take();
     let learn = hooks.learn.take();
+    if let Some(l) = &learn {
+        crate::baseline::Baseline::check_writable(&l.out)?;
+    }
     let judging = policy.is_some() || detectors.is_some();
     let events_writer = match hooks.events {
         Some(p) if judging => {

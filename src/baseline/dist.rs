@@ -63,7 +63,8 @@ impl Dist {
         }
         let b = bucket(v);
         match self.buckets.binary_search_by_key(&b, |e| e.0) {
-            Ok(i) => self.buckets[i].1 += n,
+            // Saturating: counts come from files too, and a corrupt one may hold any number.
+            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(n),
             Err(i) => self.buckets.insert(i, (b, n)),
         }
     }
@@ -79,7 +80,7 @@ impl Dist {
     }
 
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.1).sum()
+        self.buckets.iter().fold(0, |n, b| n.saturating_add(b.1))
     }
 
     pub fn max(&self) -> u64 {
@@ -94,9 +95,9 @@ impl Dist {
             return 0;
         }
         let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for &(v, c) in &self.buckets {
-            seen += c;
+            seen = seen.saturating_add(c);
             if seen >= rank {
                 return v;
             }
@@ -138,10 +139,10 @@ impl Dist {
 /// The value at the middle of `n` weighted values given in ascending order.
 fn weighted_median(values: impl Iterator<Item = (f64, u64)>, n: u64) -> f64 {
     let half = n.div_ceil(2);
-    let mut seen = 0;
+    let mut seen: u64 = 0;
     let mut last = 0.0;
     for (v, c) in values {
-        seen += c;
+        seen = seen.saturating_add(c);
         last = v;
         if seen >= half {
             break;
@@ -248,6 +249,16 @@ mod tests {
         assert_eq!(back.count(), 6);
         assert_eq!(back.buckets(), d.buckets());
         assert!(serde_json::from_str::<Dist>("[[5,0]]").is_err());
+    }
+
+    #[test]
+    fn huge_counts_from_a_file_saturate() {
+        // Found by the baseline proptest: counts adding up past u64::MAX.
+        let d: Dist =
+            serde_json::from_str("[[5,18446744073709551615],[5,1],[900,7]]").expect("parses");
+        assert_eq!(d.count(), u64::MAX);
+        assert_eq!(d.quantile(0.5), 5);
+        assert_eq!(d.robust().map(|r| r.median), Some(5.0));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use super::model::{Baseline, SCHEMA, VERSION};
 
 #[derive(Debug, Error)]
 pub enum BaselineError {
-    #[error("cannot read baseline {path}: {reason}")]
+    #[error(
+        "cannot read baseline {path}: {reason}\n  fix: check the path and that segwatch may read it, or learn one with `segwatch learn`"
+    )]
     Read { path: PathBuf, reason: String },
     #[error("{path}:{line}:{column}: {message}\n  fix: {fix}")]
     Invalid {
@@ -21,7 +23,9 @@ pub enum BaselineError {
         message: String,
         fix: String,
     },
-    #[error("cannot write baseline {path}: {reason}")]
+    #[error(
+        "cannot write baseline {path}: {reason}\n  fix: write it to a folder segwatch may create files in, or make this one writable"
+    )]
     Write { path: PathBuf, reason: String },
 }
 
@@ -47,7 +51,8 @@ impl Baseline {
         let invalid = |e: &serde_json::Error, fix: &str| BaselineError::Invalid {
             path: path.to_path_buf(),
             line: e.line(),
-            column: e.column(),
+            // serde_json counts a position just after a newline as column 0.
+            column: e.column().max(1),
             message: e.to_string(),
             fix: fix.to_string(),
         };
@@ -126,6 +131,28 @@ impl Baseline {
         line(w, "beacons", &self.beacons, true)?;
         w.extend_from_slice(b"}\n");
         Ok(out)
+    }
+
+    /// Check that [`Baseline::save`] will be able to write `path`, before
+    /// hours of learning rather than after: creates its folder and the
+    /// temporary file it is written through, then removes that file.
+    pub fn check_writable(path: &Path) -> Result<(), BaselineError> {
+        let err = |e: std::io::Error| BaselineError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut probe = path.as_os_str().to_owned();
+        probe.push(".partial");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&probe)
+            .map_err(err)?;
+        std::fs::remove_file(&probe).map_err(err)
     }
 
     /// Write atomically: readers see the old file or the new one, never half.

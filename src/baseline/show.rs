@@ -31,7 +31,8 @@ fn dist_line(d: &Dist, bytes: bool) -> String {
 pub fn render(b: &Baseline, hosts: usize) -> String {
     let mut s = String::new();
     let l = &b.learned;
-    let span = (l.last_packet.0 - l.first_packet.0) as f64 / 3.6e12;
+    // Saturating here and below: a hand-edited file may hold any numbers.
+    let span = l.last_packet.0.saturating_sub(l.first_packet.0) as f64 / 3.6e12;
     let _ = writeln!(s, "baseline (schema {} version {})", b.schema, b.version);
     let _ = writeln!(
         s,
@@ -56,7 +57,11 @@ pub fn render(b: &Baseline, hosts: usize) -> String {
     );
     let _ = writeln!(s, "zones");
     for (name, z) in &b.zones {
-        let flows: u64 = z.hours.iter().filter_map(|h| h.flows.last()).sum();
+        let flows = z
+            .hours
+            .iter()
+            .filter_map(|h| h.flows.last())
+            .fold(0u64, |n, f| n.saturating_add(*f));
         let _ = writeln!(
             s,
             "  {name:<14} {} hosts, {} zone-to-zone services, {} external destinations{} ({} flows), {} hour-of-week slots ({flows} flows in the latest week)",
@@ -94,8 +99,8 @@ pub fn render(b: &Baseline, hosts: usize) -> String {
     let _ = writeln!(s, "hosts (busiest {hosts})");
     let mut list: Vec<_> = b.hosts.iter().collect();
     list.sort_by(|a, b| {
-        (b.1.flows_out + b.1.flows_in)
-            .cmp(&(a.1.flows_out + a.1.flows_in))
+        (b.1.flows_out.saturating_add(b.1.flows_in))
+            .cmp(&a.1.flows_out.saturating_add(a.1.flows_in))
             .then(a.0.cmp(b.0))
     });
     for (ip, h) in list.into_iter().take(hosts) {
