@@ -15,6 +15,8 @@
 #        ROUNDS=5 WORKERS=1 benches/throughput.sh FILE
 #        CLIENTS=2000 benches/throughput.sh bench-data/office.pcap   (2,000 client
 #        hosts instead of a new one per flow: an office-shaped network)
+#        CLIENTS=2000 FLOW_GAP_US=3000 benches/throughput.sh bench-data/office-10min.pcap
+#        (the same flows over 10 minutes: they end while the capture goes on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -25,7 +27,7 @@ SEGWATCH=./target/release/segwatch
 FILE=${1:-bench-data/bench.pcap}
 if [ ! -f "$FILE" ]; then
   mkdir -p "$(dirname "$FILE")"
-  $SEGWATCH generate bench --out "$FILE" ${CLIENTS:+--clients "$CLIENTS"}
+  $SEGWATCH generate bench --out "$FILE" ${CLIENTS:+--clients "$CLIENTS"} ${FLOW_GAP_US:+--flow-gap-us "$FLOW_GAP_US"}
 fi
 mkdir -p bench-data
 POLICY=bench-data/policy-1000.toml

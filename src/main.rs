@@ -125,6 +125,11 @@ enum GenerateWhat {
         /// Distinct client hosts (0: a random 10.0.0.0/8 address per flow).
         #[arg(long, default_value_t = 0)]
         clients: u32,
+        /// Microseconds between flow starts (10: the 200,000 flows start
+        /// within 2 s; 3000: they spread over 10 minutes, so flows end
+        /// while the capture goes on, as on a live network).
+        #[arg(long, default_value_t = 10)]
+        flow_gap_us: u32,
     },
     /// A large segmentation policy (for benchmarks): client zones splitting
     /// 10.0.0.0/8, a CDE of servers, narrow rules and one broad rule.
@@ -710,11 +715,13 @@ fn generate(what: GenerateWhat) -> Result<ExitCode> {
             flows,
             packets_per_flow,
             clients,
+            flow_gap_us,
         } => {
             let shape = synth::bench::BenchShape {
                 flows,
                 packets_per_flow,
                 clients,
+                flow_gap_ns: i64::from(flow_gap_us) * 1_000,
                 ..Default::default()
             };
             let w = synth::bench::write_bench(&out, shape, synth::office::START_NS)

@@ -44,13 +44,12 @@ struct Series {
     conns: VecDeque<Conn>,
 }
 
-/// A pair, kept small (40 bytes plus the map's 8-byte key): most pairs
-/// are seen once, so the first connection is inline and the series is
-/// allocated from the second.
-#[derive(Debug, Default)]
+/// A pair seen at least twice. Pairs seen once (most of them) are only a
+/// hash in [`Beacons::once`]: their first connection is not kept (a series
+/// starts at the second), which keeps the per-flow cost to one small probe.
+#[derive(Debug)]
 struct Pair {
-    first: Conn,
-    series: Option<Box<Series>>,
+    series: Box<Series>,
     total: u32,
     last_seen: i64,
 }
@@ -75,6 +74,9 @@ pub struct Beacons {
     /// By a 64-bit hash of the pair key (collisions, one in billions of
     /// pairs, would merge two series).
     pairs: HashMap<u64, Pair>,
+    /// Pairs seen once, this hour and the hour before (so pairs up to an
+    /// hour or two apart are still paired up).
+    once: [hashbrown::HashSet<u64>; 2],
     hasher: ahash::RandomState,
     pub untracked: u64,
     last_sweep_hour: i64,
@@ -82,8 +84,6 @@ pub struct Beacons {
 
 /// Pairs quiet this long are forgotten (packet time).
 const IDLE_NS: i64 = 6 * 3_600_000_000_000;
-/// When the table is full, pairs seen once and quiet this long make room.
-const ONE_OFF_NS: i64 = 600_000_000_000;
 
 fn mad(sorted: &[f64], median: f64) -> f64 {
     let mut dev: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
@@ -176,39 +176,45 @@ impl Beacons {
     ) -> Option<Score> {
         self.sweep(start);
         let h = self.hasher.hash_one(key);
-        if !self.pairs.contains_key(&h) && self.pairs.len() >= MAX_PAIRS {
-            let cutoff = start - ONE_OFF_NS;
-            self.pairs
-                .retain(|_, p| p.total > 1 || p.last_seen >= cutoff);
-            if self.pairs.len() >= MAX_PAIRS {
-                self.untracked += 1;
-                return None;
-            }
-        }
         let conn = (start, u32::try_from(bytes).unwrap_or(u32::MAX), connected);
-        let p = self.pairs.entry(h).or_default();
-        match &mut p.series {
-            None if p.total == 0 => p.first = conn,
-            None => {
-                let mut conns = VecDeque::with_capacity(4);
-                conns.push_back(p.first);
-                conns.push_back(conn);
-                p.series = Some(Box::new(Series { key, conns }));
-            }
-            Some(series) => {
-                if series.conns.len() == KEPT {
-                    series.conns.pop_front();
+        let p = match self.pairs.get_mut(&h) {
+            Some(p) => {
+                if p.series.conns.len() == KEPT {
+                    p.series.conns.pop_front();
                 }
-                series.conns.push_back(conn);
+                p.series.conns.push_back(conn);
+                p.total = p.total.saturating_add(1);
+                p.last_seen = p.last_seen.max(start);
+                p
             }
-        }
-        p.total = p.total.saturating_add(1);
-        p.last_seen = p.last_seen.max(start);
+            None => {
+                let seen = self.once[0].remove(&h) || self.once[1].remove(&h);
+                if !seen {
+                    if self.once[0].len() >= MAX_PAIRS {
+                        self.untracked += 1;
+                    } else {
+                        self.once[0].insert(h);
+                    }
+                    return None;
+                }
+                if self.pairs.len() >= MAX_PAIRS {
+                    self.untracked += 1;
+                    return None;
+                }
+                let mut conns = VecDeque::with_capacity(4);
+                conns.push_back(conn);
+                self.pairs.entry(h).or_insert(Pair {
+                    series: Box::new(Series { key, conns }),
+                    total: 2,
+                    last_seen: start,
+                })
+            }
+        };
         let n = p.total as usize;
         if n < min || (n != min && !n.is_multiple_of(8)) {
             return None;
         }
-        p.series.as_ref().and_then(|s| score_conns(&s.conns))
+        score_conns(&p.series.conns)
     }
 
     /// Once an hour of packet time, forget pairs quiet for [`IDLE_NS`].
@@ -217,6 +223,8 @@ impl Beacons {
         if hour > self.last_sweep_hour {
             self.last_sweep_hour = hour;
             self.forget_before(now - IDLE_NS);
+            let older = std::mem::take(&mut self.once[0]);
+            self.once[1] = older;
         }
     }
 
@@ -229,7 +237,7 @@ impl Beacons {
     pub fn scores(&self, min: usize) -> Vec<(PairKey, Score)> {
         self.pairs
             .iter()
-            .filter_map(|(_, p)| p.series.as_ref())
+            .map(|(_, p)| &p.series)
             .filter(|s| s.conns.len() >= min)
             .filter_map(|s| score_conns(&s.conns).map(|sc| (s.key, sc)))
             .collect()
