@@ -160,21 +160,8 @@ impl Config {
         })?;
 
         // A number within bounds, or an error pointing at it.
-        let ranged = |v: &Option<Spanned<i64>>,
-                      name: &str,
-                      lo: i64,
-                      hi: i64,
-                      default: i64|
-         -> Result<i64, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-                Some(s) => Err(invalid(
-                    Some(s.span()),
-                    format!("{name} = {} is out of range", s.get_ref()),
-                    &format!("use a value from {lo} to {hi}"),
-                )),
-            }
+        let ranged = |v: &Option<Spanned<i64>>, name: &str, lo: i64, hi: i64, default: i64| {
+            in_range(v, name, (lo, hi), default, &invalid)
         };
 
         let d = Config::default();
@@ -288,6 +275,26 @@ impl Config {
             metrics_web_config,
             source: Some(path.to_path_buf()),
         })
+    }
+}
+
+/// A number within bounds (or the default when absent), or an error
+/// pointing at it with the range to use.
+pub(crate) fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    v: &Option<Spanned<T>>,
+    name: &str,
+    (lo, hi): (T, T),
+    default: T,
+    invalid: crate::policy::load::MakeError<'_>,
+) -> Result<T, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if lo <= *s.get_ref() && *s.get_ref() <= hi => Ok(*s.get_ref()),
+        Some(s) => Err(invalid(
+            Some(s.span()),
+            format!("{name} = {} is out of range", s.get_ref()),
+            &format!("use a value from {lo} to {hi}"),
+        )),
     }
 }
 

@@ -284,15 +284,7 @@ fn int(
     default: i64,
     loc: &Locator,
 ) -> Result<i64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err((loc.invalid)(
-            Some(s.span()),
-            format!("{name} = {} is out of range", s.get_ref()),
-            &format!("use a value from {lo} to {hi}"),
-        )),
-    }
+    crate::config::in_range(v, name, (lo, hi), default, loc.invalid)
 }
 
 fn float(
@@ -303,15 +295,7 @@ fn float(
     default: f64,
     loc: &Locator,
 ) -> Result<f64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err((loc.invalid)(
-            Some(s.span()),
-            format!("{name} = {} is out of range", s.get_ref()),
-            &format!("use a value from {lo} to {hi}"),
-        )),
-    }
+    crate::config::in_range(v, name, (lo, hi), default, loc.invalid)
 }
 
 fn severity(v: &Spanned<String>, loc: &Locator) -> Result<Severity, ConfigError> {
