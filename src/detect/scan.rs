@@ -93,21 +93,15 @@ impl Scan {
             .max((learned(base.map(|b| &b.fanout_ports)) as f64 * set.baseline_factor) as usize);
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let w = a.window;
-        let cde = s.cde || d.cde;
+        // A scan touching the CDE ranks higher.
+        let severity = if s.cde || d.cde {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
         if a.hosts_on_service >= host_bar && w.reported.insert((0, unspecified, r.proto, port)) {
             let targets = &w.hosts[&(r.proto, port)];
-            let mut f = cx.finding(
-                r,
-                s,
-                d,
-                Detector::Scan,
-                if cde {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                },
-                0.9,
-            );
+            let mut f = cx.finding(r, s, d, Detector::Scan, severity, 0.9);
             f.dst_ip = None;
             f.dst_zone = None;
             f.variant = 0;
@@ -127,18 +121,7 @@ impl Scan {
         }
         if a.ports_on_host >= port_bar && w.reported.insert((1, r.dst_ip, 0, 0)) {
             let ports = &w.ports[&r.dst_ip];
-            let mut f = cx.finding(
-                r,
-                s,
-                d,
-                Detector::Scan,
-                if cde {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                },
-                0.9,
-            );
+            let mut f = cx.finding(r, s, d, Detector::Scan, severity, 0.9);
             f.proto = None;
             f.dst_port = None;
             f.variant = 1;
