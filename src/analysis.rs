@@ -24,10 +24,12 @@ use std::path::PathBuf;
 use crate::baseline::learn::Learner;
 use crate::baseline::model::Baseline;
 use crate::decode::ArpPacket;
+use crate::detect::network::Networks;
 use crate::detect::{DetectStats, Detectors};
 use crate::flow::FlowRecord;
 use crate::metrics::{AnalysisMetrics, Metrics};
 use crate::policy::SharedPolicy;
+use crate::reload::Reload;
 use crate::segmentation::SegTally;
 use crate::segmentation::dedup::Deduper;
 use crate::sink::events::{EventOutput, EventReport};
@@ -87,6 +89,8 @@ pub struct AnalysisSetup {
     pub metrics: Option<Arc<Metrics>>,
     pub detectors: Option<Detectors>,
     pub learn: Option<LearnSetup>,
+    /// Reloaded configs (SIGHUP), applied between two chunks.
+    pub reload: Option<Receiver<Reload>>,
 }
 
 /// Anomaly detection's results.
@@ -105,6 +109,12 @@ pub struct AnalysisReport {
     pub events: Option<EventReport>,
     pub anomalies: Option<AnomalyReport>,
     pub learned: Option<Result<Learned, String>>,
+    /// The policy in force at the end (it changes on reload).
+    pub policy: Option<SharedPolicy>,
+    /// Packet time the policy in force was reloaded at: the tally covers
+    /// flows judged since then.
+    pub policy_since: Option<i64>,
+    pub reloads: u32,
 }
 
 struct Segmentation {
@@ -116,6 +126,16 @@ struct Segmentation {
 }
 
 impl Segmentation {
+    fn new(policy: SharedPolicy, hold_ns: i64, metrics: Option<&Arc<Metrics>>) -> Segmentation {
+        Segmentation {
+            tally: SegTally::new(&policy),
+            dedup: Deduper::new(policy.clone(), hold_ns),
+            zones: Vec::new(),
+            metrics: metrics.cloned().map(AnalysisMetrics::new),
+            policy,
+        }
+    }
+
     /// Judge a chunk: every zone lookup first, then the decisions, so the
     /// lookups' cache misses overlap.
     fn judge(&mut self, chunk: &[FlowRecord]) {
@@ -150,6 +170,63 @@ impl Segmentation {
     }
 }
 
+/// Reloads applied so far.
+#[derive(Default)]
+struct Reloads {
+    count: u32,
+    /// Packet time of the last one that changed the policy.
+    since: Option<i64>,
+}
+
+impl Reloads {
+    /// Swap in a reloaded config. Violation windows open under the old
+    /// policy are closed and written first, so every event is judged by one
+    /// policy; the tally starts again with the new one (zone and rule ids
+    /// change). Flow state in the workers is untouched.
+    fn apply(
+        &mut self,
+        r: Reload,
+        (seg, detectors, out): (
+            &mut Option<Segmentation>,
+            &mut Option<Detectors>,
+            &mut EventOutput,
+        ),
+        hold_ns: i64,
+        metrics: Option<&Arc<Metrics>>,
+        now: i64,
+    ) -> io::Result<()> {
+        let policy_changed = match seg.as_ref() {
+            Some(s) => *s.policy != *r.policy,
+            None => !r.policy.is_empty(),
+        };
+        if policy_changed {
+            if let Some(s) = seg.as_mut() {
+                s.emit(true, out)?;
+            }
+            *seg = (!r.policy.is_empty())
+                .then(|| Segmentation::new(r.policy.clone(), hold_ns, metrics));
+            self.since = (now != i64::MIN).then_some(now);
+        }
+        let allow = r.detect.allow.len();
+        if let Some(d) = detectors.as_mut() {
+            d.reload(Networks::new(Some(&r.policy)), r.detect, r.baseline);
+        }
+        self.count += 1;
+        if let Some(m) = metrics {
+            m.config_reload(true);
+        }
+        tracing::info!(
+            config = %r.path.display(),
+            zones = r.policy.zones.len(),
+            rules = r.policy.rules.len(),
+            allow,
+            policy_changed,
+            "config reloaded"
+        );
+        Ok(())
+    }
+}
+
 /// Learning, then (live, after its duration) detecting with the result.
 struct Learning {
     setup: LearnSetup,
@@ -167,16 +244,12 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         metrics,
         mut detectors,
         learn,
+        reload,
     } = setup;
     let mut out = EventOutput::new(events_out);
-    let mut seg = policy.map(|p| Segmentation {
-        tally: SegTally::new(&p),
-        dedup: Deduper::new(p.clone(), hold_ns),
-        zones: Vec::new(),
-        metrics: metrics.clone().map(AnalysisMetrics::new),
-        policy: p,
-    });
-    let mut anomaly_metrics = metrics.map(AnalysisMetrics::new);
+    let mut seg = policy.map(|p| Segmentation::new(p, hold_ns, metrics.as_ref()));
+    let mut anomaly_metrics = metrics.clone().map(AnalysisMetrics::new);
+    let mut reloads = Reloads::default();
     let mut learning = learn.map(|setup| Learning {
         setup,
         started: None,
@@ -263,6 +336,12 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         if let Some(s) = &mut seg {
             s.emit(false, &mut out)?;
         }
+        if let Some(rx) = &reload {
+            for r in rx.try_iter() {
+                let parts = (&mut seg, &mut detectors, &mut out);
+                reloads.apply(r, parts, hold_ns, metrics.as_ref(), now)?;
+            }
+        }
         if let Some(d) = &mut detectors {
             let events = d.take();
             if let Some(m) = &mut anomaly_metrics {
@@ -282,8 +361,11 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         s.emit(true, &mut out)?;
     }
     let mut events = out.finish()?;
+    report.reloads = reloads.count;
+    report.policy_since = reloads.since;
     if let Some(s) = seg {
         events.stats = s.dedup.stats;
+        report.policy = Some(s.policy);
         report.tally = Some(s.tally);
         report.events = Some(events);
     } else if detectors.is_some() {

@@ -21,6 +21,7 @@ pub mod flow;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod reload;
 pub mod report;
 pub mod segmentation;
 pub mod sink;

@@ -18,6 +18,7 @@ use segwatch::detect::Detectors;
 use segwatch::detect::network::Networks;
 use segwatch::metrics::web_config::WebConfig;
 use segwatch::pipeline::{self, RunHooks};
+use segwatch::reload::{Reloader, Watcher};
 use segwatch::summary::RunSummary;
 use segwatch::synth;
 
@@ -514,6 +515,7 @@ fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
         detectors: detectors(&cfg, &a.common, false)?,
         learn: None,
+        reload: None,
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, a.common.flows.as_deref(), hooks)?;
     if let Some(b) = &bar {
@@ -602,14 +604,32 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
         }
         _ => None,
     };
+    // SIGHUP reloads the policy, thresholds, allowlist and baseline; the
+    // file as written (before command-line overrides) is what later loads
+    // are compared with.
+    let learning = learn.is_some();
+    let first = match &r.common.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let reloader = Reloader::new(
+        r.common.config.clone(),
+        first,
+        r.common.baseline.clone(),
+        learning,
+    );
+    let (_watcher, reload) =
+        Watcher::start(reloader, exporter.as_ref().map(|(m, _)| Arc::clone(m)))
+            .context("cannot install the SIGHUP handler")?;
     let hooks = RunHooks {
         stop: Some(&stop),
         progress: None,
         policy: Some(cfg.policy.clone()),
         events: r.common.events.as_deref(),
         metrics: exporter.as_ref().map(|(m, _)| Arc::clone(m)),
-        detectors: detectors(&cfg, &r.common, learn.is_some())?,
+        detectors: detectors(&cfg, &r.common, learning)?,
         learn,
+        reload: Some(reload),
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;

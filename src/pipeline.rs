@@ -109,6 +109,8 @@ pub struct RunHooks<'a> {
     pub detectors: Option<crate::detect::Detectors>,
     /// Learn a baseline.
     pub learn: Option<crate::analysis::LearnSetup>,
+    /// Reloaded configs to apply as they arrive (SIGHUP).
+    pub reload: Option<crossbeam_channel::Receiver<crate::reload::Reload>>,
 }
 
 /// What anomaly detection found in a run.
@@ -124,7 +126,11 @@ pub struct AnomalyResult {
 /// What segmentation checking found in a run.
 #[derive(Clone, Debug)]
 pub struct SegmentationResult {
+    /// The policy in force at the end of the run.
     pub policy: SharedPolicy,
+    /// Packet time the policy was reloaded at (the tally covers flows
+    /// judged since); `None`: in force from the start.
+    pub policy_since: Option<i64>,
     pub tally: SegTally,
     pub events: Arc<EventReport>,
 }
@@ -169,6 +175,7 @@ pub fn run(
         metrics: hooks.metrics.clone(),
         detectors,
         learn,
+        reload: hooks.reload.take(),
     });
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
@@ -315,9 +322,12 @@ pub fn run(
         });
     }
     summary.learned = analysis.learned;
+    summary.reloads = analysis.reloads;
+    let policy = analysis.policy.or(policy);
     if let (Some(policy), Some(tally), Some(events)) = (policy, analysis.tally, events) {
         summary.segmentation = Some(SegmentationResult {
             policy,
+            policy_since: analysis.policy_since,
             tally,
             events: Arc::new(events),
         });

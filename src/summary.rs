@@ -188,6 +188,8 @@ pub struct RunSummary {
     pub anomalies: Option<crate::pipeline::AnomalyResult>,
     /// Present when a baseline was learned (or learning failed to save).
     pub learned: Option<Result<crate::analysis::Learned, String>>,
+    /// Configs reloaded by SIGHUP during the run.
+    pub reloads: u32,
     pub elapsed_secs: f64,
 }
 
@@ -206,6 +208,7 @@ impl Default for RunSummary {
             segmentation: None,
             anomalies: None,
             learned: None,
+            reloads: 0,
             elapsed_secs: 0.0,
         }
     }
@@ -268,10 +271,12 @@ impl RunSummary {
             "flows_by_proto_outcome": flows_by,
             "top_talkers": top,
             "untracked_hosts": self.flows.untracked_hosts,
+            "config_reloads": self.reloads,
             "batch_processing_us": self.batch_latency_us().map(|(p50, p99, max)| serde_json::json!({"p50": p50, "p99": p99, "max": max})),
             "segmentation": self.segmentation.as_ref().map(|s| {
                 let st = &s.events.stats;
                 serde_json::json!({
+                    "policy_since": s.policy_since.map(crate::flow::record::format_rfc3339),
                     "flows_judged": s.tally.judged,
                     "flows_not_judged": s.tally.not_judged,
                     "denied_flows": st.violations,
@@ -434,6 +439,9 @@ impl fmt::Display for RunSummary {
         for p in &c.file_problems {
             writeln!(f, "  input problem    {p}")?;
         }
+        if self.reloads > 0 {
+            writeln!(f, "  config reloads   {}", self.reloads)?;
+        }
         if let Some(s) = &self.segmentation {
             let st = &s.events.stats;
             writeln!(
@@ -441,6 +449,13 @@ impl fmt::Display for RunSummary {
                 "  segmentation     {} flows judged, {} denied by the policy, {} events",
                 s.tally.judged, st.violations, st.events
             )?;
+            if let Some(t) = s.policy_since {
+                writeln!(
+                    f,
+                    "  policy           reloaded at {}; the figures above count from then",
+                    crate::flow::record::format_rfc3339(t)
+                )?;
+            }
             let sev: Vec<String> = crate::segmentation::Severity::ALL
                 .iter()
                 .rev()

@@ -20,7 +20,7 @@ pub struct Known {
 }
 
 impl Known {
-    pub fn new(mut base: Baseline, nets: &Networks) -> Known {
+    pub fn new(base: Baseline, nets: &Networks) -> Known {
         let mut zone_edges = HashSet::new();
         let mut zones = Vec::with_capacity(nets.names().len());
         for (i, name) in nets.names().iter().enumerate() {
@@ -45,7 +45,6 @@ impl Known {
                 port: b.port,
             })
             .collect();
-        base.zones.clear();
         Known {
             base,
             zones,

@@ -138,6 +138,21 @@ impl Detectors {
         self.known = Some(Known::new(b, &self.nets));
     }
 
+    /// A reload: new thresholds, allowlist and zones, and the baseline file
+    /// read again (`None` keeps the one in use). Per-host state (scans,
+    /// beacons, suppression) carries over; per-zone volume counts for the
+    /// current hour start again when the zones changed.
+    pub fn reload(&mut self, nets: Networks, settings: DetectSettings, baseline: Option<Baseline>) {
+        let zones_changed = nets.names() != self.nets.names();
+        self.nets = nets;
+        self.settings = settings;
+        if zones_changed {
+            self.volume.forget_zones();
+        }
+        let base = baseline.or_else(|| self.known.take().map(|k| k.base));
+        self.known = base.map(|b| Known::new(b, &self.nets));
+    }
+
     pub fn has_baseline(&self) -> bool {
         self.known.is_some()
     }
@@ -366,4 +381,68 @@ fn beacon_flow(
         "min_score": b.min_score,
     });
     out.push(f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Outcome;
+    use crate::flow::record::EndReason;
+
+    /// A refused TCP attempt from `src` to 10.0.0.9:`port` at second `t`.
+    fn probe(src: [u8; 4], port: u16, t: i64) -> FlowRecord {
+        FlowRecord {
+            start: t * 1_000_000_000,
+            end: t * 1_000_000_000 + 1_000,
+            proto: 6,
+            src_ip: IpAddr::from(src),
+            src_port: 40_000,
+            dst_ip: IpAddr::from([10, 0, 0, 9]),
+            dst_port: port,
+            vlan: None,
+            inner_vlan: None,
+            packets_fwd: 1,
+            packets_rev: 1,
+            bytes_fwd: 60,
+            bytes_rev: 60,
+            outcome: Outcome::Rejected,
+            tcp_flags_fwd: None,
+            tcp_flags_rev: None,
+            odd_tcp_flags: None,
+            handshake: None,
+            end_reason: EndReason::Timeout,
+        }
+    }
+
+    fn scan(d: &mut Detectors, src: [u8; 4], t: i64) -> usize {
+        let flows: Vec<FlowRecord> = (0..40).map(|p| probe(src, 1000 + p, t)).collect();
+        d.flows(&flows);
+        d.take().len()
+    }
+
+    #[test]
+    fn reload_swaps_allowlist_and_thresholds_and_keeps_state() {
+        let mut d = Detectors::new(Networks::new(None), DetectSettings::default(), None);
+        assert_eq!(scan(&mut d, [10, 0, 0, 1], 0), 1, "a 40-port scan");
+        let mut s = DetectSettings::default();
+        s.allow.push(Allow {
+            detectors: vec![Detector::Scan],
+            src: vec!["10.0.0.2/32".parse().expect("net")],
+            dst: Vec::new(),
+            src_zones: Vec::new(),
+            dst_zones: Vec::new(),
+            protos: Vec::new(),
+            ports: Vec::new(),
+            why: "vulnerability scanner".into(),
+            line: 7,
+        });
+        d.reload(Networks::new(None), s.clone(), None);
+        assert_eq!(scan(&mut d, [10, 0, 0, 2], 10), 0, "allowed after reload");
+        assert_eq!(d.stats.allowed.get(&7), Some(&1));
+        // State carried over: the first scanner is still suppressed.
+        assert_eq!(scan(&mut d, [10, 0, 0, 1], 20), 0);
+        s.scan.min_ports = 100;
+        d.reload(Networks::new(None), s, None);
+        assert_eq!(scan(&mut d, [10, 0, 0, 3], 30), 0, "under the new bar");
+    }
 }

@@ -50,6 +50,13 @@ pub struct Volume {
     last_sweep: i64,
 }
 
+impl Volume {
+    /// Zone ids change with the policy: forget the zones' hours so far.
+    pub fn forget_zones(&mut self) {
+        self.zones.clear();
+    }
+}
+
 /// A threshold and how it was set.
 struct Bar {
     value: f64,

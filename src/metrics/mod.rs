@@ -60,6 +60,16 @@ fn counter_vec(
     Ok(c)
 }
 
+fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::with_opts(Opts::new(name, help))?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn unix_now() -> i64 {
+    crate::pipeline::wall_clock_ns() / 1_000_000_000
+}
+
 fn gauge_vec(
     r: &Registry,
     name: &str,
@@ -95,6 +105,10 @@ pub struct Metrics {
     pub baseline_learning: IntGauge,
     pub baseline_loaded: IntGauge,
     pub baseline_learning_left: prometheus::Gauge,
+    /// SIGHUP reloads, by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_ok: IntGauge,
+    pub config_last_reload_time: IntGauge,
     /// Per-worker batch processing time (ns) and live decision latency (ns).
     pub batch_time: Vec<SharedHistogram>,
     pub decision_latency: Vec<SharedHistogram>,
@@ -222,22 +236,16 @@ impl Metrics {
                 "Anomaly events written (after allowlists, severity floor and suppression), by detector and severity.",
                 &["detector", "severity"],
             )?,
-            baseline_learning: {
-                let g = IntGauge::with_opts(Opts::new(
-                    "segwatch_baseline_learning",
-                    "1 while segwatch learns a baseline, else 0.",
-                ))?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            baseline_loaded: {
-                let g = IntGauge::with_opts(Opts::new(
-                    "segwatch_baseline_loaded",
-                    "1 when detectors compare traffic with a baseline (loaded, or learned in this run), else 0.",
-                ))?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
+            baseline_learning: gauge(
+                &r,
+                "segwatch_baseline_learning",
+                "1 while segwatch learns a baseline, else 0.",
+            )?,
+            baseline_loaded: gauge(
+                &r,
+                "segwatch_baseline_loaded",
+                "1 when detectors compare traffic with a baseline (loaded, or learned in this run), else 0.",
+            )?,
             baseline_learning_left: {
                 let g = prometheus::Gauge::with_opts(Opts::new(
                     "segwatch_baseline_learning_seconds_left",
@@ -246,6 +254,22 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            config_reloads: counter_vec(
+                &r,
+                "segwatch_config_reloads_total",
+                "Config reloads (SIGHUP), by result: ok (applied) or error (rejected; the running config stays).",
+                &["result"],
+            )?,
+            config_last_reload_ok: gauge(
+                &r,
+                "segwatch_config_last_reload_successful",
+                "0 when the last reload was rejected, else 1.",
+            )?,
+            config_last_reload_time: gauge(
+                &r,
+                "segwatch_config_last_reload_success_timestamp_seconds",
+                "When the config was last loaded or reloaded successfully (Unix time).",
+            )?,
             batch_time,
             decision_latency,
             ready: AtomicBool::new(false),
@@ -260,10 +284,26 @@ impl Metrics {
                     .with_label_values(&[d.as_str(), sev.as_str()]);
             }
         }
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m.config_last_reload_ok.set(1);
+        m.config_last_reload_time.set(unix_now());
         for stage in ["kernel", "interface", "queue"] {
             m.capture_dropped.with_label_values(&[stage]);
         }
         Ok(Arc::new(m))
+    }
+
+    /// Count a reload; a good one also moves the success time.
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+        self.config_last_reload_ok.set(i64::from(ok));
+        if ok {
+            self.config_last_reload_time.set(unix_now());
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {

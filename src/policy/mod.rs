@@ -191,6 +191,17 @@ pub struct Policy {
     any_any: Vec<u32>,
 }
 
+/// Two policies are the same when what was declared is (the indexes
+/// follow from it).
+impl PartialEq for Policy {
+    fn eq(&self, other: &Policy) -> bool {
+        self.zones == other.zones
+            && self.rules == other.rules
+            && self.defaults == other.defaults
+            && self.events == other.events
+    }
+}
+
 /// A shared, read-only policy.
 pub type SharedPolicy = Arc<Policy>;
 

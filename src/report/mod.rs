@@ -59,6 +59,9 @@ impl Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureInfo {
     pub start: Option<String>,
+    /// The policy was reloaded (SIGHUP) at this time; the figures cover the
+    /// flows judged from then on, against the policy in this report.
+    pub policy_since: Option<String>,
     pub end: Option<String>,
     pub packets: u64,
     pub bytes: u64,
@@ -444,6 +447,7 @@ impl PciReport {
             .collect();
         let capture = CaptureInfo {
             start: summary.flows.first_ns.map(format_rfc3339),
+            policy_since: seg.policy_since.map(format_rfc3339),
             end: summary.flows.last_ns.map(format_rfc3339),
             packets: c.frames,
             bytes: c.bytes,
@@ -509,6 +513,11 @@ impl PciReport {
         }
         if cde.is_empty() {
             f.push("No zone is marked pci = \"cde\": the report cannot say which systems are in PCI scope.".into());
+        }
+        if let Some(t) = &self.capture.policy_since {
+            f.push(format!(
+                "The policy was changed and reloaded at {t}: the figures here cover flows judged against this policy from then on; violations before it were judged by the earlier policy and are in the event file."
+            ));
         }
         for z in self.zones.iter().filter(|z| !z.observed) {
             f.push(format!(
