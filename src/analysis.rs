@@ -283,6 +283,13 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
                     .map(|r| r.end)
                     .chain(chunk.arp.iter().map(|a| a.ts_ns))
                     .fold(now, i64::max);
+                // Live: allowed traffic moves time on too, so a violation
+                // window is written once it closes even if no further
+                // violation comes. (Files keep violation time only, which
+                // does not depend on how workers interleave.)
+                if live && let Some(s) = &mut seg {
+                    s.dedup.advance_clock(now);
+                }
                 if let Some(l) = &mut learning {
                     l.setup.learner.flows_done(&chunk.flows);
                     l.setup.learner.arp(&chunk.arp);
@@ -300,6 +307,10 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
             }
             Err(RecvTimeoutError::Timeout) => {
                 now = now.max(crate::pipeline::wall_clock_ns());
+                // A flow file that failed is retried even when no flow ends.
+                if let Some(w) = &mut flows_out {
+                    w.chunk_done()?;
+                }
                 if let Some(s) = &mut seg {
                     s.dedup.advance_clock(now);
                 }
@@ -336,6 +347,8 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         if let Some(s) = &mut seg {
             s.emit(false, &mut out)?;
         }
+        // An event file that failed is retried even when no event comes.
+        out.idle()?;
         if let Some(rx) = &reload {
             for r in rx.try_iter() {
                 let parts = (&mut seg, &mut detectors, &mut out);

@@ -18,6 +18,7 @@ use crate::flow::Timeouts;
 use crate::pipeline::PipelineConfig;
 use crate::policy::SharedPolicy;
 use crate::policy::load::{Locator, RawParts, RawPolicy, RawRule, RawZone, Warning};
+use crate::sink::live_file::Rotation;
 
 /// A configuration error a user can fix.
 #[derive(Debug, Error)]
@@ -59,6 +60,15 @@ struct RawConfig {
     allow: Vec<Spanned<RawAllow>>,
     #[serde(default)]
     learn: RawLearn,
+    #[serde(default)]
+    output: RawOutput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    rotate_mib: Option<Spanned<i64>>,
+    rotate_keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +217,12 @@ impl Config {
                 secs(&t.icmp, "flows.timeouts.icmp", 30)?,
                 secs(&t.other, "flows.timeouts.other", 60)?,
             ),
+            rotation: Rotation {
+                max_bytes: (ranged(&raw.output.rotate_mib, "output.rotate_mib", 0, 1 << 20, 128)?
+                    as u64)
+                    << 20,
+                keep: ranged(&raw.output.rotate_keep, "output.rotate_keep", 0, 10_000, 10)? as u32,
+            },
         };
         let metrics_listen = match &raw.metrics.listen {
             None => None,

@@ -27,6 +27,7 @@ use crate::policy::SharedPolicy;
 use crate::segmentation::SegTally;
 use crate::sink::events::EventReport;
 use crate::sink::jsonl::JsonLinesWriter;
+use crate::sink::live_file::Rotation;
 use crate::summary::RunSummary;
 use crate::worker::{Worker, WorkerReport};
 
@@ -45,6 +46,8 @@ pub struct PipelineConfig {
     /// Flows tracked at once, over all workers; past it the oldest idle is evicted.
     pub max_flows: usize,
     pub timeouts: Timeouts,
+    /// Live output files (events, flow records) rotate by this rule.
+    pub rotation: Rotation,
 }
 
 impl PipelineConfig {
@@ -66,6 +69,7 @@ impl Default for PipelineConfig {
             frame_prefix: 192,
             max_flows: 1_000_000,
             timeouts: Timeouts::default(),
+            rotation: Rotation::default(),
         }
     }
 }
@@ -145,8 +149,16 @@ pub fn run(
     let started = Instant::now();
     let workers = cfg.workers.max(1);
     let live = source.is_live();
+    let output = |p: &Path, name: &str| {
+        JsonLinesWriter::create(p, !live, cfg.rotation).map(|mut w| {
+            if let Some(m) = &hooks.metrics {
+                w.set_metrics(m.output(name));
+            }
+            w
+        })
+    };
     let flows_writer = flows_out
-        .map(|p| JsonLinesWriter::create(p, !live))
+        .map(|p| output(p, "flows"))
         .transpose()
         .map_err(PipelineError::FlowOutput)?;
     let policy = hooks.policy.clone().filter(|p| !p.is_empty());
@@ -157,9 +169,7 @@ pub fn run(
     }
     let judging = policy.is_some() || detectors.is_some();
     let events_writer = match hooks.events {
-        Some(p) if judging => {
-            Some(JsonLinesWriter::create(p, !live).map_err(PipelineError::EventOutput)?)
-        }
+        Some(p) if judging => Some(output(p, "events").map_err(PipelineError::EventOutput)?),
         _ => None,
     };
     let want_arp = detectors.is_some() || learn.is_some();

@@ -117,6 +117,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         out.push("[flows]");
     }
+    if old.pipeline.rotation != new.pipeline.rotation {
+        out.push("[output]");
+    }
     if old.metrics_listen != new.metrics_listen || old.metrics_web_config != new.metrics_web_config
     {
         out.push("[metrics]");

@@ -34,7 +34,7 @@ fn shipped_rules_and_config_pass_promtool() {
         eprintln!("SKIPPED: promtool is not installed");
         return;
     };
-    assert!(ok && text.contains("SUCCESS: 10 rules found"), "{text}");
+    assert!(ok && text.contains("SUCCESS: 13 rules found"), "{text}");
     let (ok, text) = promtool(&["test", "rules", "segwatch-alerts.test.yml"]).expect("promtool");
     assert!(ok && text.contains("SUCCESS"), "{text}");
     let (ok, text) = promtool(&["check", "config", "prometheus.yml"]).expect("promtool");

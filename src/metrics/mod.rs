@@ -105,6 +105,12 @@ pub struct Metrics {
     pub baseline_learning: IntGauge,
     pub baseline_loaded: IntGauge,
     pub baseline_learning_left: prometheus::Gauge,
+    /// Live output files (`events`, `flows`): lines lost, write errors,
+    /// rotations, and whether writing currently fails.
+    pub output_lost: IntCounterVec,
+    pub output_errors: IntCounterVec,
+    pub output_rotations: IntCounterVec,
+    pub output_failing: IntGaugeVec,
     /// SIGHUP reloads, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
     pub config_last_reload_ok: IntGauge,
@@ -254,6 +260,30 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            output_lost: counter_vec(
+                &r,
+                "segwatch_output_lines_lost_total",
+                "Lines (events, flow records) that could not be written to their file (disk full, file system read-only) and were dropped after the backlog filled.",
+                &["output"],
+            )?,
+            output_errors: counter_vec(
+                &r,
+                "segwatch_output_write_errors_total",
+                "Failed attempts to write an output file (retried at most once a second).",
+                &["output"],
+            )?,
+            output_rotations: counter_vec(
+                &r,
+                "segwatch_output_rotations_total",
+                "Output files rotated because they reached their size limit.",
+                &["output"],
+            )?,
+            output_failing: gauge_vec(
+                &r,
+                "segwatch_output_failing",
+                "1 while an output file cannot be written (lines wait in a bounded backlog), else 0.",
+                &["output"],
+            )?,
             config_reloads: counter_vec(
                 &r,
                 "segwatch_config_reloads_total",
@@ -284,6 +314,9 @@ impl Metrics {
                     .with_label_values(&[d.as_str(), sev.as_str()]);
             }
         }
+        for output in ["events", "flows"] {
+            m.output(output);
+        }
         for result in ["ok", "error"] {
             m.config_reloads.with_label_values(&[result]);
         }
@@ -293,6 +326,16 @@ impl Metrics {
             m.capture_dropped.with_label_values(&[stage]);
         }
         Ok(Arc::new(m))
+    }
+
+    /// The metrics of one live output file (`events` or `flows`).
+    pub fn output(&self, name: &str) -> crate::sink::live_file::OutputMetrics {
+        crate::sink::live_file::OutputMetrics {
+            lost: self.output_lost.with_label_values(&[name]),
+            errors: self.output_errors.with_label_values(&[name]),
+            rotations: self.output_rotations.with_label_values(&[name]),
+            failing: self.output_failing.with_label_values(&[name]),
+        }
     }
 
     /// Count a reload; a good one also moves the success time.

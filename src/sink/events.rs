@@ -64,6 +64,14 @@ impl EventOutput {
         )
     }
 
+    /// A quiet moment: retry a file that failed.
+    pub fn idle(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(w) => w.chunk_done(),
+            None => Ok(()),
+        }
+    }
+
     /// Close the event file (moved into place for capture files).
     pub fn finish(mut self) -> io::Result<EventReport> {
         if let Some(w) = self.out.take() {

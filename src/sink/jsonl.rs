@@ -4,7 +4,8 @@
 //! For capture files the output is written to `PATH.partial` and renamed to
 //! `PATH` when the run ends, so a reader never sees a half-written file under
 //! the final name. For live capture lines are appended to `PATH` as they are
-//! produced and flushed chunk by chunk (follow it with `tail -f`). `-` writes to standard
+//! produced and written chunk by chunk (follow it with `tail -f`), rotated by size, and a
+//! failing disk does not stop the capture ([`super::live_file`]). `-` writes to standard
 //! output; a closed pipe (`| head`) ends the output quietly.
 
 use std::fs::File;
@@ -13,70 +14,95 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Receiver;
 
+use super::live_file::{LiveFile, OutputMetrics, Rotation};
 use crate::flow::FlowRecord;
+
+fn line<T: serde::Serialize>(w: &mut impl Write, r: &T) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, r)
+        .map_err(io::Error::from)
+        .and_then(|()| w.write_all(b"\n"))
+}
 
 /// Where JSON lines go.
 pub struct JsonLinesWriter {
-    out: Box<dyn Write + Send>,
-    /// (temporary, final) names for an atomic file.
-    tmp: Option<(PathBuf, PathBuf)>,
-    /// Flush after every chunk (live capture).
-    streaming: bool,
+    out: Out,
     /// Standard output was closed by the reader.
     closed: bool,
     pub written: u64,
 }
 
+enum Out {
+    /// Standard output.
+    Stream(BufWriter<io::Stdout>),
+    /// A capture file's output: a temporary name renamed at the end.
+    Atomic {
+        out: BufWriter<File>,
+        tmp: PathBuf,
+        path: PathBuf,
+    },
+    /// Live capture: appended, rotated, and never fatal once open.
+    Live(LiveFile),
+}
+
 impl JsonLinesWriter {
     /// Write to `path`; `atomic` = via a temporary name renamed at the end
-    /// (capture files), otherwise appended and flushed as flows end (live).
-    pub fn create(path: &Path, atomic: bool) -> io::Result<JsonLinesWriter> {
+    /// (capture files), otherwise appended and flushed as flows end (live),
+    /// rotated by size.
+    pub fn create(path: &Path, atomic: bool, rotation: Rotation) -> io::Result<JsonLinesWriter> {
         let cannot = |p: &Path, e: io::Error| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", p.display()))
         };
-        let (out, tmp): (Box<dyn Write + Send>, _) = if path.as_os_str() == "-" {
-            (Box::new(BufWriter::new(io::stdout())), None)
+        let out = if path.as_os_str() == "-" {
+            Out::Stream(BufWriter::new(io::stdout()))
         } else if atomic {
             let mut tmp = path.as_os_str().to_owned();
             tmp.push(".partial");
             let tmp = PathBuf::from(tmp);
             let file = File::create(&tmp).map_err(|e| cannot(&tmp, e))?;
-            (
-                Box::new(BufWriter::with_capacity(1 << 20, file)),
-                Some((tmp, path.to_path_buf())),
-            )
+            Out::Atomic {
+                out: BufWriter::with_capacity(1 << 20, file),
+                tmp,
+                path: path.to_path_buf(),
+            }
         } else {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| cannot(path, e))?;
-            (Box::new(BufWriter::with_capacity(1 << 16, file)), None)
+            Out::Live(LiveFile::open(path, rotation)?)
         };
         Ok(JsonLinesWriter {
             out,
-            tmp,
-            streaming: !atomic,
             closed: false,
             written: 0,
         })
+    }
+
+    /// Count lost lines, rotations and write errors (live files only).
+    pub fn set_metrics(&mut self, m: OutputMetrics) {
+        if let Out::Live(f) = &mut self.out {
+            f.set_metrics(m);
+        }
     }
 
     pub fn write<T: serde::Serialize>(&mut self, r: &T) -> io::Result<()> {
         if self.closed {
             return Ok(());
         }
-        let result = serde_json::to_writer(&mut self.out, r)
-            .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
         self.written += 1;
+        let result = match &mut self.out {
+            Out::Live(f) => {
+                f.line(|b| serde_json::to_writer(b, r).map_err(io::Error::from));
+                Ok(())
+            }
+            Out::Stream(w) => line(w, r),
+            Out::Atomic { out, .. } => line(out, r),
+        };
         self.quiet_on_closed_pipe(result)
     }
 
     /// A reader that went away from a pipe is not an error; a file error is.
     fn quiet_on_closed_pipe(&mut self, result: io::Result<()>) -> io::Result<()> {
         match result {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe && self.tmp.is_none() => {
+            Err(e)
+                if e.kind() == io::ErrorKind::BrokenPipe && matches!(self.out, Out::Stream(_)) =>
+            {
                 self.closed = true;
                 Ok(())
             }
@@ -84,23 +110,38 @@ impl JsonLinesWriter {
         }
     }
 
-    /// Flush, sync and move the file into place.
+    /// Flush, sync and move the file into place. Returns the lines written
+    /// (for live files, less those that could not be written).
     pub fn finish(mut self) -> io::Result<u64> {
-        let flushed = self.out.flush();
-        self.quiet_on_closed_pipe(flushed)?;
-        drop(self.out);
-        if let Some((tmp, path)) = self.tmp {
-            File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+        match self.out {
+            Out::Stream(mut w) => {
+                let flushed = w.flush();
+                self.out = Out::Stream(w);
+                self.quiet_on_closed_pipe(flushed)?;
+            }
+            Out::Atomic { out, tmp, path } => {
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                drop(file);
+                std::fs::rename(&tmp, &path)?;
+            }
+            Out::Live(f) => {
+                let lost = f.finish()?;
+                return Ok(self.written.saturating_sub(lost));
+            }
         }
         Ok(self.written)
     }
 
-    /// End of a chunk: live output is flushed so followers see it.
+    /// End of a chunk: live output is written so followers see it.
     pub fn chunk_done(&mut self) -> io::Result<()> {
-        if self.streaming && !self.closed {
-            let flushed = self.out.flush();
-            self.quiet_on_closed_pipe(flushed)?;
+        match &mut self.out {
+            Out::Live(f) => f.flush(),
+            Out::Stream(w) if !self.closed => {
+                let flushed = w.flush();
+                self.quiet_on_closed_pipe(flushed)?;
+            }
+            _ => {}
         }
         Ok(())
     }

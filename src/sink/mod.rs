@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod jsonl;
+pub mod live_file;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
