@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::PathBuf;
 
 use crate::baseline::learn::Learner;
-use crate::baseline::model::Baseline;
+use crate::baseline::model::{Baseline, Unfinished};
 use crate::decode::ArpPacket;
 use crate::detect::network::Networks;
 use crate::detect::{DetectStats, Detectors};
@@ -64,6 +64,11 @@ pub struct LearnSetup {
     pub duration_ns: Option<i64>,
     /// Where the baseline is written (atomically).
     pub out: PathBuf,
+    /// Live learning resumed from a checkpoint that had this much done.
+    pub resumed_ns: i64,
+    /// Live learning: write the baseline so far this often (wall clock),
+    /// marked unfinished, so a crash loses at most this much learning.
+    pub checkpoint_every: Option<Duration>,
 }
 
 /// What learning produced.
@@ -231,6 +236,38 @@ impl Reloads {
 struct Learning {
     setup: LearnSetup,
     started: Option<i64>,
+    last_checkpoint: std::time::Instant,
+}
+
+impl Learning {
+    /// How far live learning got, when it has a goal and did not reach it.
+    fn progress(&self, now: i64) -> Option<Unfinished> {
+        let goal = self.setup.duration_ns?;
+        let done = self.started.map_or(0, |s| now.saturating_sub(s).max(0));
+        let secs = |ns: i64| u64::try_from(ns / 1_000_000_000).unwrap_or(0);
+        let resumed = self.setup.resumed_ns;
+        Some(Unfinished {
+            goal_secs: secs(resumed.saturating_add(goal)),
+            done_secs: secs(resumed.saturating_add(done)),
+        })
+    }
+
+    /// Write the baseline learned so far, marked unfinished. A failure is
+    /// logged; learning goes on.
+    fn checkpoint(&mut self, now: i64) {
+        self.last_checkpoint = std::time::Instant::now();
+        let mut b = self.setup.learner.snapshot();
+        b.learned.unfinished = self.progress(now);
+        match b.save(&self.setup.out) {
+            Ok(()) => tracing::info!(
+                path = %self.setup.out.display(),
+                hosts = b.hosts.len(),
+                done_secs = b.learned.unfinished.map_or(0, |u| u.done_secs),
+                "baseline checkpoint written"
+            ),
+            Err(e) => tracing::error!("baseline checkpoint failed, learning goes on: {e}"),
+        }
+    }
 }
 
 /// Run until every worker has hung up.
@@ -253,6 +290,7 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
     let mut learning = learn.map(|setup| Learning {
         setup,
         started: None,
+        last_checkpoint: std::time::Instant::now(),
     });
     let mut learned = None;
     if let Some(m) = &anomaly_metrics {
@@ -329,8 +367,17 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
             if let Some(m) = &anomaly_metrics {
                 m.baseline_state(true, false, Some(left.max(0) as f64 / 1e9));
             }
+            if left > 0
+                && l.setup
+                    .checkpoint_every
+                    .is_some_and(|every| l.last_checkpoint.elapsed() >= every)
+            {
+                l.checkpoint(now);
+            }
             if left <= 0 {
-                let done = learning.take().map(|l| finish_learning(l.setup, Some(now)));
+                let done = learning
+                    .take()
+                    .map(|l| finish_learning(l.setup, Some(now), None));
                 if let (Some(Ok(l)), Some(d)) = (&done, &mut detectors) {
                     d.set_baseline(l.baseline.clone());
                 }
@@ -366,7 +413,10 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
     let mut report = AnalysisReport::default();
     if let Some(l) = learning.take() {
         let end = l.setup.learner.flows();
-        learned = Some(finish_learning(l.setup, None));
+        // Live learning stopped before its time: the file says how far it
+        // got, so the next `run --learn-for` resumes.
+        let unfinished = l.progress(now);
+        learned = Some(finish_learning(l.setup, None, unfinished));
         tracing::debug!(flows = end, "learning ended with the capture");
     }
     report.learned = learned;
@@ -396,8 +446,13 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
     Ok(report)
 }
 
-fn finish_learning(setup: LearnSetup, at: Option<i64>) -> Result<Learned, String> {
-    let baseline = setup.learner.finish();
+fn finish_learning(
+    setup: LearnSetup,
+    at: Option<i64>,
+    unfinished: Option<Unfinished>,
+) -> Result<Learned, String> {
+    let mut baseline = setup.learner.finish();
+    baseline.learned.unfinished = unfinished;
     baseline.save(&setup.out).map_err(|e| e.to_string())?;
     tracing::info!(
         path = %setup.out.display(),

@@ -274,6 +274,16 @@ struct RunArgs {
     /// of starting afresh.
     #[arg(long, requires = "learn_for")]
     extend: bool,
+    /// With --learn-for: write the baseline learned so far this often
+    /// (wall clock), marked unfinished, so a crash or restart loses at most
+    /// this much learning; the same command resumes from it. "0s" = never.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15m",
+        requires = "learn_for"
+    )]
+    checkpoint_every: humantime::Duration,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -377,7 +387,39 @@ fn detectors(cfg: &Config, common: &CommonArgs, learning: bool) -> Result<Option
         Some(p) if !learning => Some(Baseline::load(&p)?),
         _ => None,
     };
+    if let Some(u) = baseline.as_ref().and_then(|b| b.learned.unfinished) {
+        tracing::warn!(
+            "the baseline is an unfinished checkpoint ({} s of {} s learned): detectors may flag normal traffic it has not seen yet; finish it with run --learn-for",
+            u.done_secs,
+            u.goal_secs
+        );
+    }
     Ok(Some(Detectors::new(nets, cfg.detect.clone(), baseline)))
+}
+
+/// What live learning starts from: an unfinished checkpoint in `out` is
+/// resumed (with how much it had learned); `--extend` adds to a finished
+/// baseline; otherwise learning starts afresh.
+fn learning_start(out: &std::path::Path, extend: bool) -> Result<(Option<Baseline>, i64)> {
+    if !out.exists() {
+        return Ok((None, 0));
+    }
+    let b = match Baseline::load(out) {
+        Ok(b) => b,
+        Err(e) if extend => return Err(e.into()),
+        // Overwritten at the end anyway.
+        Err(_) => return Ok((None, 0)),
+    };
+    match b.learned.unfinished {
+        Some(u) => {
+            let done = i64::try_from(u.done_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX);
+            let mut b = b;
+            b.learned.unfinished = None;
+            Ok((Some(b), done))
+        }
+        None if extend => Ok((Some(b), 0)),
+        None => Ok((None, 0)),
+    }
 }
 
 fn learn(l: LearnArgs) -> Result<ExitCode> {
@@ -417,6 +459,8 @@ fn learn(l: LearnArgs) -> Result<ExitCode> {
             learner,
             duration_ns: None,
             out: l.out.clone(),
+            resumed_ns: 0,
+            checkpoint_every: None,
         }),
         ..RunHooks::default()
     };
@@ -580,11 +624,17 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     };
     let learn = match (r.learn_for, &r.common.baseline) {
         (Some(d), Some(out)) => {
-            let existing = if r.extend && out.exists() {
-                Some(Baseline::load(out)?)
-            } else {
-                None
-            };
+            let goal = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            let (existing, resumed_ns) = learning_start(out, r.extend)?;
+            if resumed_ns > 0 {
+                eprintln!(
+                    "resuming the unfinished baseline in {}: {} of {d} already learned",
+                    out.display(),
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        (resumed_ns / 1_000_000_000) as u64
+                    ))
+                );
+            }
             let mut learner = Learner::new(
                 Networks::new(Some(&cfg.policy)),
                 cfg.detect.limits,
@@ -596,10 +646,15 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
                 "learning a baseline for {d} (packet time), then detecting with it; it will be written to {}",
                 out.display()
             );
+            let every = *r.checkpoint_every;
             Some(LearnSetup {
                 learner,
-                duration_ns: Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+                // At least a nanosecond: a checkpoint that already reached
+                // its goal finishes at the first flow.
+                duration_ns: Some(goal.saturating_sub(resumed_ns).max(1)),
                 out: out.clone(),
+                resumed_ns,
+                checkpoint_every: (!every.is_zero()).then_some(every),
             })
         }
         _ => None,

@@ -304,6 +304,7 @@ impl RunSummary {
                     "path": l.saved_to,
                     "flows": l.baseline.learned.flows,
                     "hosts": l.baseline.hosts.len(),
+                    "unfinished": l.baseline.learned.unfinished,
                     "zones": l.baseline.zones.len(),
                 }),
                 Err(e) => serde_json::json!({"error": e}),
@@ -507,6 +508,14 @@ impl fmt::Display for RunSummary {
                     b.arp.len(),
                     l.saved_to.display()
                 )?;
+                if let Some(u) = b.learned.unfinished {
+                    writeln!(
+                        f,
+                        "                   unfinished: {} of {} learned; the same `run --learn-for` resumes it",
+                        humantime::format_duration(std::time::Duration::from_secs(u.done_secs)),
+                        humantime::format_duration(std::time::Duration::from_secs(u.goal_secs))
+                    )?;
+                }
             }
             Some(Err(e)) => writeln!(f, "  baseline         NOT SAVED: {e}")?,
             None => {}

@@ -421,6 +421,8 @@ fn learning_for_a_while_then_detecting_with_what_was_learned() {
             learner: Learner::new(nets(), cfg.detect.limits, cfg.detect.beacon.clone(), None),
             duration_ns: Some(48 * 3_600_000_000_000),
             out: out.clone(),
+            resumed_ns: 0,
+            checkpoint_every: None,
         }),
         ..RunHooks::default()
     };

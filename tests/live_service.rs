@@ -305,3 +305,66 @@ fn a_full_disk_stops_no_capture_and_writing_resumes() {
         3
     );
 }
+
+fn baseline_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("baseline")).expect("json")
+}
+
+/// Live learning writes checkpoints; after a crash (SIGKILL) the same
+/// command resumes from the last one instead of starting over.
+#[test]
+fn learning_checkpoints_survive_a_crash_and_resume() {
+    let Some(ns) = two_hosts("ck") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("seg.toml");
+    std::fs::write(&cfg, config(true)).expect("config");
+    let base = dir.path().join("lab-baseline.json");
+    let start = || {
+        ns.command(env!("CARGO_BIN_EXE_segwatch"))
+            .args(["run", "--interface", "lo", "--no-metrics", "--quiet"])
+            .args(["--learn-for", "1h", "--checkpoint-every", "1s"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--baseline")
+            .arg(&base)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start segwatch run")
+    };
+    let mut first = Killed(start());
+    std::thread::sleep(Duration::from_millis(500));
+    send(&ns, 3);
+    std::thread::sleep(Duration::from_millis(3500));
+    let _ = first.0.kill();
+    let _ = first.0.wait();
+    let b = baseline_json(&base);
+    let done = b["learned"]["unfinished"]["done_secs"].as_u64();
+    assert!(done.is_some_and(|d| d >= 1), "checkpoint: {}", b["learned"]);
+    assert_eq!(b["learned"]["unfinished"]["goal_secs"], 3600);
+    assert!(
+        b["learned"]["flows"].as_u64().is_some_and(|f| f >= 3),
+        "{b}"
+    );
+
+    let mut second = Killed(start());
+    std::thread::sleep(Duration::from_millis(500));
+    send(&ns, 2);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, err) = common::stop(&mut second.0, "TERM", Duration::from_secs(10));
+    assert!(status.success(), "{err}");
+    assert!(err.contains("resuming the unfinished baseline"), "{err}");
+    let b = baseline_json(&base);
+    assert!(
+        b["learned"]["flows"].as_u64().is_some_and(|f| f >= 5),
+        "flows of both runs: {}",
+        b["learned"]
+    );
+    assert!(
+        b["learned"]["unfinished"]["done_secs"].as_u64() > done,
+        "{}",
+        b["learned"]
+    );
+    assert_eq!(b["learned"]["sources"].as_array().map(Vec::len), Some(2));
+}

@@ -54,6 +54,7 @@ struct ZoneHour {
 }
 
 /// Builds a baseline.
+#[derive(Clone)]
 pub struct Learner {
     nets: Networks,
     limits: Limits,
@@ -379,6 +380,12 @@ impl Learner {
     }
 
     /// Finish: close the last hour and minute, and name the zones.
+    /// The baseline as it would be if learning ended now (for periodic
+    /// checkpoints); learning goes on undisturbed.
+    pub fn snapshot(&self) -> Baseline {
+        self.clone().finish()
+    }
+
     pub fn finish(mut self) -> Baseline {
         let beacons = std::mem::take(&mut self.beacons);
         self.beacons_from(&beacons);

@@ -220,6 +220,20 @@ pub struct Learned {
     pub sources: Vec<String>,
     /// Hosts dropped under the host cap (least recently seen first).
     pub hosts_evicted: u64,
+    /// Present while live learning is not finished: this file is a
+    /// checkpoint, and `run --learn-for` with it resumes where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<Unfinished>,
+}
+
+/// How far a checkpointed live learning run got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unfinished {
+    /// Learning asked for (seconds of packet time).
+    pub goal_secs: u64,
+    /// Learned so far.
+    pub done_secs: u64,
 }
 
 /// Caps that bound a baseline's size.

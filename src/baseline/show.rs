@@ -42,6 +42,13 @@ pub fn render(b: &Baseline, hosts: usize) -> String {
         l.flows,
         l.arp_packets
     );
+    if let Some(u) = l.unfinished {
+        let _ = writeln!(
+            s,
+            "  UNFINISHED   a live-learning checkpoint: {} s of {} s learned; `run --learn-for` with this file resumes it",
+            u.done_secs, u.goal_secs
+        );
+    }
     if !l.sources.is_empty() {
         let _ = writeln!(s, "  from         {}", l.sources.join(", "));
     }

@@ -38,7 +38,7 @@ pub struct PairKey {
 type Conn = (i64, u32, bool);
 
 /// A pair seen twice or more: its key and its recent connections.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Series {
     key: PairKey,
     conns: VecDeque<Conn>,
@@ -47,7 +47,7 @@ struct Series {
 /// A pair seen at least twice. Pairs seen once (most of them) are only a
 /// hash in [`Beacons::once`]: their first connection is not kept (a series
 /// starts at the second), which keeps the per-flow cost to one small probe.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pair {
     series: Box<Series>,
     total: u32,
@@ -69,7 +69,7 @@ pub struct Score {
 }
 
 /// Connection series per pair.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Beacons {
     /// By a 64-bit hash of the pair key (collisions, one in billions of
     /// pairs, would merge two series).
@@ -177,8 +177,13 @@ impl Beacons {
         self.sweep(start);
         let h = self.hasher.hash_one(key);
         let conn = (start, u32::try_from(bytes).unwrap_or(u32::MAX), connected);
+        // A connection older than the pair's latest arrived late (workers
+        // hand flows over in their own order): it fills a gap in a series
+        // that may have been judged without it, so judge again.
+        let mut late = false;
         let p = match self.pairs.get_mut(&h) {
             Some(p) => {
+                late = start < p.last_seen;
                 if p.series.conns.len() == KEPT {
                     p.series.conns.pop_front();
                 }
@@ -211,7 +216,7 @@ impl Beacons {
             }
         };
         let n = p.total as usize;
-        if n < min || (n != min && !n.is_multiple_of(8)) {
+        if n < min || (n != min && !n.is_multiple_of(8) && !late) {
             return None;
         }
         score_conns(&p.series.conns)

@@ -14,7 +14,7 @@ use hashbrown::{HashMap, HashSet};
 const MINUTE_NS: i64 = 60_000_000_000;
 
 /// One source's current minute.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Window {
     pub minute: i64,
     /// Distinct destination hosts per (proto, port).
@@ -36,7 +36,7 @@ impl Window {
 }
 
 /// Sources' windows, bounded in number.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Fanout {
     windows: HashMap<IpAddr, Window>,
     /// Distinct entries kept per set: past it a scan is a scan; more adds
