@@ -96,6 +96,11 @@ pub struct AnalysisSetup {
     pub learn: Option<LearnSetup>,
     /// Reloaded configs (SIGHUP), applied between two chunks.
     pub reload: Option<Receiver<Reload>>,
+    /// The memory watchdog's counter ([`crate::memory`]).
+    pub pressure: Option<crate::memory::Pressure>,
+    /// Open violation groups kept at most (memory ceiling); past it the
+    /// open windows are written early.
+    pub dedup_cap: Option<usize>,
 }
 
 /// Anomaly detection's results.
@@ -282,7 +287,10 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         mut detectors,
         learn,
         reload,
+        pressure,
+        dedup_cap,
     } = setup;
+    let mut pressure_seen = 0;
     let mut out = EventOutput::new(events_out);
     let mut seg = policy.map(|p| Segmentation::new(p, hold_ns, metrics.as_ref()));
     let mut anomaly_metrics = metrics.clone().map(AnalysisMetrics::new);
@@ -392,7 +400,22 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
             }
         }
         if let Some(s) = &mut seg {
-            s.emit(false, &mut out)?;
+            let full = dedup_cap.is_some_and(|cap| s.dedup.open_groups() > cap);
+            s.emit(full, &mut out)?;
+        }
+        if let Some(p) = &pressure
+            && crate::memory::pressed(p, &mut pressure_seen)
+        {
+            // Violation windows are written early rather than dropped.
+            if let Some(s) = &mut seg {
+                s.emit(true, &mut out)?;
+            }
+            if let Some(d) = &mut detectors {
+                d.shed();
+            }
+            if let Some(l) = &mut learning {
+                l.setup.learner.shed();
+            }
         }
         // An event file that failed is retried even when no event comes.
         out.idle()?;

@@ -62,6 +62,14 @@ struct RawConfig {
     learn: RawLearn,
     #[serde(default)]
     output: RawOutput,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +230,11 @@ impl Config {
                     as u64)
                     << 20,
                 keep: ranged(&raw.output.rotate_keep, "output.rotate_keep", 0, 10_000, 10)? as u32,
+            },
+            memory_limit: match ranged(&raw.limits.memory_mib, "limits.memory_mib", 0, 1 << 20, 0)?
+            {
+                0 => None,
+                mib => Some((mib as u64) << 20),
             },
         };
         let metrics_listen = match &raw.metrics.listen {

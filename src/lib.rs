@@ -18,6 +18,7 @@ pub mod decode;
 pub mod detect;
 pub mod dispatch;
 pub mod flow;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

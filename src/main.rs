@@ -212,6 +212,10 @@ struct CommonArgs {
     /// Flows tracked at once over all workers; the oldest idle flow is evicted past it.
     #[arg(long)]
     max_flows: Option<usize>,
+    /// Memory ceiling in MiB (overrides limits.memory_mib): flow tables are
+    /// sized to fit, and past it segwatch sheds state (see the README).
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
     /// Do not print the summary.
     #[arg(short, long)]
     quiet: bool,
@@ -332,6 +336,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 web_config: None,
                 workers: None,
                 max_flows: None,
+                memory_mib: None,
                 quiet: true,
             },
             no_progress: false,
@@ -344,6 +349,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     &cfg.warnings,
                 ))?;
                 print_out(&segwatch::detect::settings::explain(&cfg.detect))?;
+                if let Some(limit) = cfg.pipeline.memory_limit {
+                    let buffer = u64::try_from(cfg.capture.buffer_bytes).unwrap_or(0);
+                    let plan = segwatch::memory::Plan::new(limit, &cfg.pipeline, buffer, 0);
+                    print_out(&match plan {
+                        Ok(p) => format!("  {} (live, before any baseline)\n", p.describe()),
+                        Err(e) => format!("  limits.memory_mib: {e}\n"),
+                    })?;
+                }
                 if let Some(web) = &cfg.metrics_web_config {
                     match WebConfig::load(web) {
                         Ok(w) => print_out(&describe_web_config(&w))?,
@@ -394,7 +407,12 @@ fn detectors(cfg: &Config, common: &CommonArgs, learning: bool) -> Result<Option
             u.goal_secs
         );
     }
-    Ok(Some(Detectors::new(nets, cfg.detect.clone(), baseline)))
+    let mut d = Detectors::new(nets, cfg.detect.clone(), baseline);
+    // A fifth of the memory ceiling (crate::memory).
+    if let Some(limit) = cfg.pipeline.memory_limit {
+        d.limit_memory(segwatch::memory::detector_bytes(limit));
+    }
+    Ok(Some(d))
 }
 
 /// What live learning starts from: an unfinished checkpoint in `out` is
@@ -435,6 +453,7 @@ fn learn(l: LearnArgs) -> Result<ExitCode> {
         web_config: None,
         workers: l.workers,
         max_flows: None,
+        memory_mib: None,
         quiet: l.quiet,
     };
     let cfg = load_config(&common)?;
@@ -518,11 +537,57 @@ fn load_config(common: &CommonArgs) -> Result<Config> {
     if let Some(m) = common.max_flows {
         cfg.pipeline.max_flows = m.max(1);
     }
+    if let Some(m) = common.memory_mib {
+        cfg.pipeline.memory_limit = (m > 0).then_some(m << 20);
+    }
     Ok(cfg)
 }
 
+/// Fit the flow tables under the memory ceiling, if there is one, with
+/// room for the baseline (learned up to its host cap, or the file in use).
+fn plan_memory(cfg: &mut Config, common: &CommonArgs, live: bool, learning: bool) -> Result<()> {
+    let Some(ceiling) = cfg.pipeline.memory_limit else {
+        return Ok(());
+    };
+    let file = common
+        .baseline
+        .clone()
+        .or_else(|| cfg.detect.baseline.clone())
+        .filter(|_| !common.no_detect && cfg.detect.enabled);
+    let baseline = segwatch::memory::baseline_bytes(
+        learning.then_some(cfg.detect.limits.max_hosts),
+        file.and_then(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len()),
+    );
+    let buffer = if live {
+        u64::try_from(cfg.capture.buffer_bytes).unwrap_or(0)
+    } else {
+        0
+    };
+    let plan = segwatch::memory::Plan::new(ceiling, &cfg.pipeline, buffer, baseline).map_err(|e| {
+        let from = cfg
+            .source
+            .as_ref()
+            .map_or("--memory-mib".into(), |p| format!("{}: limits.memory_mib", p.display()));
+        anyhow::anyhow!(
+            "{from}: {e}\n  fix: raise the ceiling, or lower capture.buffer_mib, pipeline.queue_batches, pipeline.frame_prefix or learn.max_hosts"
+        )
+    })?;
+    if plan.max_flows < cfg.pipeline.max_flows {
+        tracing::info!(
+            "flows.max_flows lowered from {} to {} to fit the memory ceiling",
+            cfg.pipeline.max_flows,
+            plan.max_flows
+        );
+    }
+    tracing::info!("{}", plan.describe());
+    cfg.pipeline.max_flows = plan.max_flows;
+    Ok(())
+}
+
 fn analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let cfg = load_config(&a.common)?;
+    let mut cfg = load_config(&a.common)?;
+    plan_memory(&mut cfg, &a.common, false, false)?;
     let mut source = FileSource::open(&a.files)?;
     let bar = (!a.no_progress && !a.common.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -590,6 +655,7 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     if r.no_promisc {
         cfg.capture.promiscuous = false;
     }
+    plan_memory(&mut cfg, &r.common, true, r.learn_for.is_some())?;
     anyhow::ensure!(
         !cfg.capture.interface.is_empty(),
         "no interface to capture on: pass --interface IF or set capture.interface in the config"

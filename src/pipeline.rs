@@ -22,6 +22,7 @@ use crate::capture::{FrameSource, Next};
 use crate::decode::DecodeProblem;
 use crate::dispatch::{Backpressure, DispatchConfig, Dispatcher};
 use crate::flow::Timeouts;
+use crate::memory::Watchdog;
 use crate::metrics::{Metrics, ReaderMetrics, WorkerMetrics};
 use crate::policy::SharedPolicy;
 use crate::segmentation::SegTally;
@@ -48,6 +49,8 @@ pub struct PipelineConfig {
     pub timeouts: Timeouts,
     /// Live output files (events, flow records) rotate by this rule.
     pub rotation: Rotation,
+    /// The memory ceiling in bytes ([`crate::memory`]); `None`: none.
+    pub memory_limit: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -70,6 +73,7 @@ impl Default for PipelineConfig {
             max_flows: 1_000_000,
             timeouts: Timeouts::default(),
             rotation: Rotation::default(),
+            memory_limit: None,
         }
     }
 }
@@ -174,6 +178,12 @@ pub fn run(
     };
     let want_arp = detectors.is_some() || learn.is_some();
     let analyzing = flows_writer.is_some() || judging || learn.is_some();
+    let mut watchdog = cfg.memory_limit.map(Watchdog::new);
+    let pressure = watchdog.as_ref().map(|w| Arc::clone(&w.pressure));
+    if let (Some(m), Some(limit)) = (&hooks.metrics, cfg.memory_limit) {
+        m.memory_ceiling
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
     let analysis = analyzing.then(|| AnalysisSetup {
         policy: policy.clone(),
         // A window of violations stays open until the longest-lived kind
@@ -186,6 +196,8 @@ pub fn run(
         detectors,
         learn,
         reload: hooks.reload.take(),
+        pressure: pressure.clone(),
+        dedup_cap: cfg.memory_limit.map(crate::memory::dedup_cap),
     });
     let hasher = ahash::RandomState::new();
     let per_worker_flows = cfg.max_flows.div_ceil(workers).max(1);
@@ -212,6 +224,7 @@ pub fn run(
             let recycle = recycle_tx.clone();
             let records = analyzer.is_some().then(|| record_tx.clone());
             let worker_metrics = hooks.metrics.clone();
+            let worker_pressure = pressure.clone();
             let hasher = hasher.clone();
             let timeouts = cfg.timeouts;
             let handle = std::thread::Builder::new()
@@ -221,6 +234,9 @@ pub fn run(
                         Worker::new(per_worker_flows, timeouts, hasher, records, want_arp);
                     if let Some(m) = &worker_metrics {
                         worker = worker.with_metrics(WorkerMetrics::new(m, i), live);
+                    }
+                    if let Some(p) = worker_pressure {
+                        worker = worker.with_pressure(p);
                     }
                     for batch in rx {
                         worker.process(&batch);
@@ -251,7 +267,13 @@ pub fn run(
                 fragment_cap: 65_536,
             },
         );
-        read_loop(source, &mut dispatcher, &mut summary, &hooks, live);
+        read_loop(
+            source,
+            &mut dispatcher,
+            &mut summary,
+            (&hooks, watchdog.as_mut()),
+            live,
+        );
         let dispatch_stats = dispatcher.finish();
         if let Some(m) = &hooks.metrics {
             m.set_ready(false);
@@ -342,6 +364,7 @@ pub fn run(
             events: Arc::new(events),
         });
     }
+    summary.peak_resident_bytes = crate::memory::peak_resident_bytes();
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -362,9 +385,26 @@ fn read_loop(
     source: &mut dyn FrameSource,
     dispatcher: &mut Dispatcher,
     summary: &mut RunSummary,
-    hooks: &RunHooks<'_>,
+    (hooks, mut watchdog): (&RunHooks<'_>, Option<&mut Watchdog>),
     live: bool,
 ) {
+    // Resident memory once a second, with the ceiling's pressure.
+    let mut memory = |summary: &mut RunSummary| {
+        if let Some(w) = watchdog.as_mut() {
+            if w.tick() {
+                summary.memory_pressure += 1;
+            }
+            if let Some(m) = &hooks.metrics {
+                m.memory_resident
+                    .set(i64::try_from(w.resident).unwrap_or(i64::MAX));
+                m.memory_pressure.inc_by(
+                    summary
+                        .memory_pressure
+                        .saturating_sub(m.memory_pressure.get()),
+                );
+            }
+        }
+    };
     let mut last_flush = Instant::now();
     let mut n: u64 = 0;
     let mut metrics = hooks.metrics.as_ref().map(|m| {
@@ -413,6 +453,7 @@ fn read_loop(
                         last_flush = Instant::now();
                     }
                     fold(source, dispatcher, summary, false);
+                    memory(summary);
                     if n.is_multiple_of(65_536)
                         && let (Some(cb), Some((done, total))) = (hooks.progress, source.progress())
                     {
@@ -428,6 +469,7 @@ fn read_loop(
                 dispatcher.flush();
                 last_flush = Instant::now();
                 fold(source, dispatcher, summary, false);
+                memory(summary);
             }
             Next::Again => {}
             Next::End => break,

@@ -117,6 +117,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         out.push("[flows]");
     }
+    if old.pipeline.memory_limit != new.pipeline.memory_limit {
+        out.push("[limits]");
+    }
     if old.pipeline.rotation != new.pipeline.rotation {
         out.push("[output]");
     }

@@ -190,6 +190,10 @@ pub struct RunSummary {
     pub learned: Option<Result<crate::analysis::Learned, String>>,
     /// Configs reloaded by SIGHUP during the run.
     pub reloads: u32,
+    /// Times memory went over the ceiling (each made every part shed).
+    pub memory_pressure: u64,
+    /// Peak resident memory of the process at the end of the run.
+    pub peak_resident_bytes: Option<u64>,
     pub elapsed_secs: f64,
 }
 
@@ -209,6 +213,8 @@ impl Default for RunSummary {
             anomalies: None,
             learned: None,
             reloads: 0,
+            memory_pressure: 0,
+            peak_resident_bytes: None,
             elapsed_secs: 0.0,
         }
     }
@@ -272,6 +278,8 @@ impl RunSummary {
             "top_talkers": top,
             "untracked_hosts": self.flows.untracked_hosts,
             "config_reloads": self.reloads,
+            "memory_pressure": self.memory_pressure,
+            "peak_resident_bytes": self.peak_resident_bytes,
             "batch_processing_us": self.batch_latency_us().map(|(p50, p99, max)| serde_json::json!({"p50": p50, "p99": p99, "max": max})),
             "segmentation": self.segmentation.as_ref().map(|s| {
                 let st = &s.events.stats;
@@ -439,6 +447,13 @@ impl fmt::Display for RunSummary {
         }
         for p in &c.file_problems {
             writeln!(f, "  input problem    {p}")?;
+        }
+        if self.memory_pressure > 0 {
+            writeln!(
+                f,
+                "  memory           over the ceiling {} times: flows and analysis state shed (see the README)",
+                self.memory_pressure
+            )?;
         }
         if self.reloads > 0 {
             writeln!(f, "  config reloads   {}", self.reloads)?;

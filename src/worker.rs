@@ -104,6 +104,8 @@ pub struct Worker {
     /// decision latency (packet timestamp to end of batch).
     metrics: Option<WorkerMetrics>,
     live: bool,
+    /// The memory watchdog's counter, and the value last acted on.
+    pressure: Option<(crate::memory::Pressure, u64)>,
 }
 
 impl Worker {
@@ -129,7 +131,14 @@ impl Worker {
             now_ns: i64::MIN,
             metrics: None,
             live: false,
+            pressure: None,
         }
+    }
+
+    /// Shed flows when the memory watchdog says so ([`crate::memory`]).
+    pub fn with_pressure(mut self, p: crate::memory::Pressure) -> Worker {
+        self.pressure = Some((p, 0));
+        self
     }
 
     /// Export this worker's counters to Prometheus.
@@ -146,6 +155,15 @@ impl Worker {
     /// instead of stalling one packet at a time.
     pub fn process(&mut self, batch: &Batch) {
         let started = Instant::now();
+        if let Some((p, seen)) = &mut self.pressure
+            && crate::memory::pressed(p, seen)
+        {
+            let finished = &mut self.finished;
+            let n = self
+                .table
+                .shed(&mut |flow, reason| finished.finish(flow, reason));
+            tracing::debug!(flows = n, "memory pressure: flows evicted");
+        }
         let Worker {
             prepared,
             table,

@@ -136,6 +136,12 @@ impl Learner {
     }
 
     /// Drop the tenth of hosts seen least recently.
+    /// Memory pressure: evict the least recently seen tenth of hosts, as at
+    /// the host cap.
+    pub fn shed(&mut self) {
+        self.evict_hosts();
+    }
+
     fn evict_hosts(&mut self) {
         let mut seen: Vec<Timestamp> = self.base.hosts.values().map(|h| h.last_seen).collect();
         let n = (seen.len() / 10).max(1);

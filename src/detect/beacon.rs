@@ -80,6 +80,8 @@ pub struct Beacons {
     hasher: ahash::RandomState,
     pub untracked: u64,
     last_sweep_hour: i64,
+    /// Pairs (and pairs seen once) tracked at most; 0 means [`MAX_PAIRS`].
+    max_pairs: usize,
 }
 
 /// Pairs quiet this long are forgotten (packet time).
@@ -164,6 +166,22 @@ fn score_iter(it: impl Iterator<Item = (i64, u64, bool)>) -> Option<Score> {
 }
 
 impl Beacons {
+    /// Track at most `max` pairs.
+    pub fn with_cap(max: usize) -> Beacons {
+        Beacons {
+            max_pairs: max.max(1),
+            ..Beacons::default()
+        }
+    }
+
+    fn cap(&self) -> usize {
+        if self.max_pairs == 0 {
+            MAX_PAIRS
+        } else {
+            self.max_pairs
+        }
+    }
+
     /// Add a connection; returns the pair's score when it is due for a look
     /// (at `min` connections, then every eighth).
     pub fn add(
@@ -195,14 +213,14 @@ impl Beacons {
             None => {
                 let seen = self.once[0].remove(&h) || self.once[1].remove(&h);
                 if !seen {
-                    if self.once[0].len() >= MAX_PAIRS {
+                    if self.once[0].len() >= self.cap() {
                         self.untracked += 1;
                     } else {
                         self.once[0].insert(h);
                     }
                     return None;
                 }
-                if self.pairs.len() >= MAX_PAIRS {
+                if self.pairs.len() >= self.cap() {
                     self.untracked += 1;
                     return None;
                 }

@@ -45,10 +45,9 @@ struct FanIn {
     reported: bool,
 }
 
-/// Targets tracked at once for fan-in (floods).
-const MAX_TARGETS: usize = 200_000;
-
 pub struct Scan {
+    /// Targets tracked at once for fan-in (floods).
+    max_targets: usize,
     fanout: Fanout,
     /// Failed attempts per target service (floods from many sources).
     fan_in: HashMap<(IpAddr, u8, u16), FanIn>,
@@ -58,15 +57,21 @@ pub struct Scan {
 
 impl Default for Scan {
     fn default() -> Self {
-        Scan {
-            fanout: Fanout::new(4096, 200_000),
-            fan_in: HashMap::new(),
-            arp: HashMap::new(),
-        }
+        Scan::new(super::MAX_TRACKED)
     }
 }
 
 impl Scan {
+    /// Track at most `max` sources (scans) and `max` targets (floods).
+    pub fn new(max: usize) -> Scan {
+        Scan {
+            max_targets: max,
+            fanout: Fanout::new(4096, max),
+            fan_in: HashMap::new(),
+            arp: HashMap::new(),
+        }
+    }
+
     pub fn flow(&mut self, cx: &Ctx<'_>, r: &FlowRecord, e: &Ends<'_>, out: &mut Vec<Finding>) {
         let (s, d) = (e.s, e.d);
         // Probes mostly fail; a browser opening 40 connections for one page
@@ -154,7 +159,7 @@ impl Scan {
         let bar = cx.settings.scan.flood_sources;
         let minute = r.start.div_euclid(MINUTE_NS);
         let key = (r.dst_ip, r.proto, port);
-        if !self.fan_in.contains_key(&key) && self.fan_in.len() >= MAX_TARGETS {
+        if !self.fan_in.contains_key(&key) && self.fan_in.len() >= self.max_targets {
             return;
         }
         let w = self.fan_in.entry(key).or_insert_with(|| FanIn {

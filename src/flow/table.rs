@@ -287,6 +287,24 @@ impl FlowTable {
         }
     }
 
+    /// Memory pressure: evict the least recently active flows down to three
+    /// quarters of those tracked, and keep that as the cap from now on.
+    /// Returns how many were evicted (counted in `evicted` too).
+    pub fn shed(&mut self, emit: &mut impl FnMut(&Flow, EndReason)) -> u64 {
+        let target = (self.len() * 3 / 4).max(1);
+        let mut n = 0;
+        while self.len() > target {
+            let before = self.len();
+            self.evict_oldest(emit);
+            if self.len() == before {
+                break;
+            }
+            n += 1;
+        }
+        self.max_flows = self.max_flows.min(target);
+        n
+    }
+
     /// Evict the least recently active flow among the queue heads. Heads whose
     /// flow is live but was active since they were queued are re-queued first
     /// (a few at most), so a busy flow is not evicted for an idle one.
@@ -385,6 +403,33 @@ mod tests {
             icmp: None,
             icmp_error: None,
         }
+    }
+
+    #[test]
+    fn shedding_keeps_the_newest_three_quarters_and_lowers_the_cap() {
+        let mut t = FlowTable::new(100, Timeouts::default(), ahash::RandomState::new());
+        let mut out = Vec::new();
+        let mut emit = |f: &Flow, r| out.push((f.key.lo.port.max(f.key.hi.port), r));
+        for i in 0..8u32 {
+            let (k, s) = key(i, 1000 + i as u16);
+            t.packet(t.hash(&k), &k, s, &syn(i64::from(i)), &mut emit);
+        }
+        assert_eq!(t.shed(&mut emit), 2);
+        assert_eq!(t.len(), 6);
+        // The cap is now 6: a new flow evicts the oldest left.
+        let (k, s) = key(99, 2000);
+        t.packet(t.hash(&k), &k, s, &syn(20), &mut emit);
+        assert_eq!(t.len(), 6);
+        // The least recently active went first, as evictions.
+        assert_eq!(
+            out,
+            vec![
+                (1000, EndReason::Evicted),
+                (1001, EndReason::Evicted),
+                (1002, EndReason::Evicted)
+            ]
+        );
+        assert_eq!(t.stats.evicted, 3);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct Metrics {
     pub output_errors: IntCounterVec,
     pub output_rotations: IntCounterVec,
     pub output_failing: IntGaugeVec,
+    pub memory_resident: IntGauge,
+    pub memory_ceiling: IntGauge,
+    pub memory_pressure: IntCounter,
     /// SIGHUP reloads, by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
     pub config_last_reload_ok: IntGauge,
@@ -283,6 +286,21 @@ impl Metrics {
                 "segwatch_output_failing",
                 "1 while an output file cannot be written (lines wait in a bounded backlog), else 0.",
                 &["output"],
+            )?,
+            memory_resident: gauge(
+                &r,
+                "segwatch_memory_resident_bytes",
+                "Resident memory of segwatch, read once a second when a memory ceiling is set.",
+            )?,
+            memory_ceiling: gauge(
+                &r,
+                "segwatch_memory_ceiling_bytes",
+                "The memory ceiling ([limits] memory_mib); 0 when none is set.",
+            )?,
+            memory_pressure: counter(
+                &r,
+                "segwatch_memory_pressure_total",
+                "Times resident memory went over the ceiling, each making the flow tables and the analysis state shed (evictions are counted in segwatch_flows_evicted_total).",
             )?,
             config_reloads: counter_vec(
                 &r,

@@ -130,6 +130,11 @@ impl Deduper {
         }
     }
 
+    /// Groups (source, destination, service, outcome) in open windows.
+    pub fn open_groups(&self) -> usize {
+        self.open.values().map(HashMap::len).sum()
+    }
+
     /// Let the clock advance without violations (live capture, idle).
     pub fn advance_clock(&mut self, now_ns: i64) {
         self.clock = self.clock.max(now_ns);
