@@ -626,9 +626,9 @@ fn soak(tag: &str, plan: &Plan) {
         let g = watcher.seen.lock().expect("lock");
         let _ = writeln!(
             report,
-            "round {round}: {:.0} s, max RSS {} KiB, {} scrapes, {} failed",
+            "round {round}: {:.0} s, max RSS {} MiB, {} scrapes, {} failed",
             started.elapsed().as_secs_f64(),
-            g.max_rss_kib,
+            g.max_rss_kib / 1024,
             g.scrapes,
             g.failures.len()
         );
