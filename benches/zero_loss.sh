@@ -8,7 +8,8 @@
 # `tcpdump -w /dev/null`, captures on the monitor port. A rate is lossless
 # when the tool captured every packet tcpreplay sent and reported no drop.
 # Prints each run's table and the median, over RUNS runs, of the highest
-# lossless rate of each and of their ratio, with the load average.
+# lossless rate of each, of their ratio and of the lowest rate that lost,
+# with the load average.
 # It runs the ignored `zero_loss` test of tests/soak.rs (one topology).
 # Usage: [RUNS=3] [RATES=10000,20000,...] [SECS=5] [SEGWATCH_ARGS=...]
 #        [ZERO_LOSS_CONFIG=segwatch.toml] benches/zero_loss.sh
@@ -33,5 +34,5 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 field() { grep '^ZERO_LOSS' "$log" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 if grep -q '^ZERO_LOSS' "$log"; then
-  echo "median of $(grep -c '^ZERO_LOSS' "$log") runs: segwatch $(field segwatch | median) pps, tcpdump $(field tcpdump | median) pps, ratio $(field ratio | median), load average (1 min, at the end of each run) $(field load1 | tr '\n' ' ')"
+  echo "median of $(grep -c '^ZERO_LOSS' "$log") runs: highest lossless rate segwatch $(field segwatch | median) pps, tcpdump $(field tcpdump | median) pps, ratio $(field ratio | median); lowest rate with loss segwatch $(field segwatch_first_loss | median), tcpdump $(field tcpdump_first_loss | median) (0: none); load average (1 min, at the end of each run) $(field load1 | tr '\n' ' ')"
 fi
