@@ -5,80 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-struct Netns {
-    a: String,
-    b: String,
-}
-
-impl Netns {
-    fn create() -> Option<Netns> {
-        let id = std::process::id() % 100_000;
-        let n = Netns {
-            a: format!("sgw-a-{id}"),
-            b: format!("sgw-b-{id}"),
-        };
-        let va = format!("sgwa{id}");
-        let vb = format!("sgwb{id}");
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), n.a.clone()],
-            vec!["netns".into(), "add".into(), n.b.clone()],
-            vec![
-                "link", "add", &va, "netns", &n.a, "type", "veth", "peer", "name", &vb, "netns",
-                &n.b,
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        ];
-        for s in &steps {
-            if !ip(None, s) {
-                return None;
-            }
-        }
-        for (ns, dev, addr) in [(&n.a, &va, "198.18.77.1/24"), (&n.b, &vb, "198.18.77.2/24")] {
-            let ok = ip(Some(ns), &["addr", "add", addr, "dev", dev])
-                && ip(Some(ns), &["link", "set", dev, "up"])
-                && ip(Some(ns), &["link", "set", "lo", "up"]);
-            if !ok {
-                return None;
-            }
-        }
-        Some(n)
-    }
-
-    fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
-    }
-
-    fn veth_b(&self) -> String {
-        format!("sgwb{}", std::process::id() % 100_000)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip<S: AsRef<str>>(ns: Option<&str>, args: &[S]) -> bool {
-    let mut c = Command::new("ip");
-    if let Some(ns) = ns {
-        c.args(["-n", ns]);
-    }
-    c.args(args.iter().map(|a| a.as_ref()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::netns::{Netns, Pair};
 
 const SERVER: &str = r#"
 import socket, sys
@@ -122,7 +52,7 @@ time.sleep(0.3)
 
 #[test]
 fn live_capture_between_two_namespaces() {
-    let Some(net) = Netns::create() else {
+    let Some(net) = Pair::create("lc", "198.18.77") else {
         eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
         return;
     };
@@ -130,11 +60,12 @@ fn live_capture_between_two_namespaces() {
     let flows = dir.path().join("flows.jsonl");
     let summary = dir.path().join("summary.json");
     let mut sensor = net
-        .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
+        .b
+        .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
             "--interface",
-            &net.veth_b(),
+            &net.veth_b,
             "--workers",
             "2",
             "--quiet",
@@ -147,7 +78,8 @@ fn live_capture_between_two_namespaces() {
         .spawn()
         .expect("start segwatch run");
     let mut server = net
-        .exec(&net.b, "python3")
+        .b
+        .command("python3")
         .args(["-c", SERVER])
         .stdout(Stdio::piped())
         .spawn()
@@ -155,7 +87,8 @@ fn live_capture_between_two_namespaces() {
     // Give libpcap and the server time to open.
     std::thread::sleep(Duration::from_millis(1500));
     let client = net
-        .exec(&net.a, "python3")
+        .a
+        .command("python3")
         .args(["-c", CLIENT])
         .status()
         .expect("client");
@@ -207,21 +140,12 @@ fn check_flows(path: &Path, stderr: &str) {
 /// no idle expiry and no reaction to SIGTERM. The capture now polls.
 #[test]
 fn a_silent_interface_still_stops_on_sigterm() {
-    let ns = format!("sgw-quiet-{}", std::process::id() % 100_000);
-    if !ip(None, &["netns", "add", &ns]) {
+    let Some(ns) = Netns::create("quiet") else {
         eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
         return;
-    }
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _del = Del(ns.clone());
-    assert!(ip(Some(&ns), &["link", "set", "lo", "up"]));
-    let mut sensor = Command::new("ip")
-        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_segwatch")])
+    };
+    let mut sensor = ns
+        .command(env!("CARGO_BIN_EXE_segwatch"))
         .args(["run", "--interface", "lo", "--quiet", "--no-metrics"])
         .stderr(Stdio::piped())
         .spawn()
@@ -252,7 +176,7 @@ time.sleep(30)
 /// between the two hosts as a new peer; the metrics follow the state.
 #[test]
 fn live_learning_then_detecting() {
-    let Some(net) = Netns::create() else {
+    let Some(net) = Pair::create("learn", "198.18.77") else {
         eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
         return;
     };
@@ -267,16 +191,18 @@ fn live_learning_then_detecting() {
     let events = dir.path().join("events.jsonl");
     let summary = dir.path().join("summary.json");
     let mut server = net
-        .exec(&net.b, "python3")
+        .b
+        .command("python3")
         .args(["-c", ECHO_SERVER])
         .spawn()
         .expect("server");
     let mut sensor = net
-        .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
+        .b
+        .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
             "--interface",
-            &net.veth_b(),
+            &net.veth_b,
             "--quiet",
             "--learn-for",
             "4s",
@@ -294,7 +220,8 @@ fn live_learning_then_detecting() {
         .spawn()
         .expect("start segwatch run");
     let metrics = || {
-        net.exec(&net.b, "curl")
+        net.b
+            .command("curl")
             .args(["-s", "http://127.0.0.1:19948/metrics"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -305,7 +232,8 @@ fn live_learning_then_detecting() {
     // Normal while learning: UDP to the echo service.
     let udp = "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.settimeout(2)\nfor i in range(3):\n    u.sendto(b'hello', ('198.18.77.2', 9999)); u.recvfrom(100)\n";
     assert!(
-        net.exec(&net.a, "python3")
+        net.a
+            .command("python3")
             .args(["-c", udp])
             .status()
             .expect("udp")
@@ -320,7 +248,8 @@ fn live_learning_then_detecting() {
     // New: a TCP connection between the two.
     let tcp = "import socket\ns=socket.create_connection(('198.18.77.2', 8080)); s.sendall(b'hi'); s.recv(1000); s.close()\n";
     assert!(
-        net.exec(&net.a, "python3")
+        net.a
+            .command("python3")
             .args(["-c", tcp])
             .status()
             .expect("tcp")

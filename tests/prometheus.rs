@@ -15,67 +15,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Netns(String);
-
-impl Netns {
-    fn create(tag: &str) -> Option<Netns> {
-        let name = format!("sgwprom{tag}{}", std::process::id() % 100_000);
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-        let ns = Netns(name);
-        ns.command("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .ok()
-            .filter(|s| s.success())?;
-        Some(ns)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    /// GET a URL inside the namespace; the body, or None.
-    fn get(&self, url: &str) -> Option<String> {
-        let out = self
-            .command("python3")
-            .args([
-                "-c",
-                "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
-                url,
-            ])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::netns::{Killed, Netns};
 
 const POLICY: &str = r#"
 [flows.timeouts]
@@ -158,7 +101,7 @@ fn prometheus_stores_what_segwatch_counted() {
             return;
         }
     }
-    let Some(ns) = Netns::create("") else {
+    let Some(ns) = Netns::create("prom") else {
         eprintln!("SKIPPED: cannot create a network namespace here (needs root)");
         return;
     };
@@ -350,7 +293,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
             return;
         }
     }
-    let Some(ns) = Netns::create("tls") else {
+    let Some(ns) = Netns::create("promtls") else {
         eprintln!("SKIPPED: cannot create a network namespace here (needs root)");
         return;
     };
