@@ -38,7 +38,8 @@ enum Command {
     /// Analyse capture files (pcap or pcapng); several files are merged in time order.
     ///
     /// Exit status: 0 success, 1 error (nothing analysed), 2 an input file was
-    /// truncated or corrupt (what was read before the problem is analysed and reported).
+    /// truncated or corrupt, or of a link type segwatch does not decode (what was
+    /// read before the problem is analysed and reported).
     Analyze(AnalyzeArgs),
     /// Capture live on an interface until SIGINT or SIGTERM, then flush every
     /// flow and print the summary.
