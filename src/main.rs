@@ -18,6 +18,7 @@ use segwatch::detect::Detectors;
 use segwatch::detect::network::Networks;
 use segwatch::metrics::web_config::WebConfig;
 use segwatch::pipeline::{self, RunHooks};
+use segwatch::privileges::{self, Named, Plan};
 use segwatch::summary::RunSummary;
 use segwatch::synth;
 
@@ -42,7 +43,8 @@ enum Command {
     /// read before the problem is analysed and reported).
     Analyze(AnalyzeArgs),
     /// Capture live on an interface until SIGINT or SIGTERM, then flush every
-    /// flow and print the summary.
+    /// flow and print the summary. Started as root, it drops to --user once
+    /// the capture is open (without --user it refuses, unless --allow-root).
     Run(RunArgs),
     /// Write the PCI scope evidence report (HTML and JSON) for capture files:
     /// the same as `analyze FILE... --config C --report DIR --quiet`.
@@ -274,6 +276,18 @@ struct RunArgs {
     /// of starting afresh.
     #[arg(long, requires = "learn_for")]
     extend: bool,
+    /// Started as root: once the capture is open, become USER, keeping only
+    /// CAP_NET_RAW and CAP_NET_ADMIN (overrides service.user).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// With --user: the primary group to take instead of the user's own
+    /// (overrides service.group).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Started as root without --user: keep running as root instead of
+    /// refusing (service.allow_root).
+    #[arg(long)]
+    allow_root: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -545,6 +559,17 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     if r.no_promisc {
         cfg.capture.promiscuous = false;
     }
+    let named = |name: String, origin: &str| Named {
+        name,
+        origin: origin.to_string(),
+    };
+    if let Some(u) = r.user {
+        cfg.service.user = Some(named(u, "--user"));
+    }
+    if let Some(g) = r.group {
+        cfg.service.group = Some(named(g, "--group"));
+    }
+    cfg.service.allow_root |= r.allow_root;
     anyhow::ensure!(
         !cfg.capture.interface.is_empty(),
         "no interface to capture on: pass --interface IF or set capture.interface in the config"
@@ -559,7 +584,15 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     } else {
         web_config(&r.common, &cfg)?
     };
+    // Who to become is settled before the interface is touched, so a wrong
+    // name stops segwatch before anything happens.
+    let plan = privileges::plan(&cfg.service)?;
     let mut source = LiveSource::open(&cfg.capture)?;
+    // Before any thread starts: threads inherit the dropped credentials.
+    privileges::drop_privileges(&plan)?;
+    if let Plan::Become(id) = &plan {
+        check_outputs(&id.user, &r.common, r.learn_for.is_some())?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -619,6 +652,32 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// After dropping root: every file `run` will write is writable by the user.
+fn check_outputs(user: &str, common: &CommonArgs, learning: bool) -> Result<()> {
+    use privileges::{Output, Write};
+    let outputs = [
+        ("the flow records", common.flows.as_deref(), Write::Append),
+        ("the events", common.events.as_deref(), Write::Append),
+        (
+            "the summary",
+            common.summary_json.as_deref(),
+            Write::Replace,
+        ),
+        ("the report", common.report.as_deref(), Write::Folder),
+        (
+            "the learned baseline",
+            common.baseline.as_deref().filter(|_| learning),
+            Write::Replace,
+        ),
+    ];
+    let outputs: Vec<Output<'_>> = outputs
+        .into_iter()
+        .filter_map(|(what, path, write)| path.map(|path| Output { what, path, write }))
+        .collect();
+    privileges::check_writable(user, &outputs)?;
+    Ok(())
 }
 
 /// The metrics endpoint's web config (--web-config, else metrics.web_config),

@@ -435,6 +435,6 @@ fn live_capture_without_privileges_says_what_to_grant() {
 
 #[test]
 fn missing_interface_is_named_with_how_to_list_interfaces() {
-    let out = segwatch(&["run", "--interface", "segwatch-nope0"]);
+    let out = segwatch(&["run", "--allow-root", "--interface", "segwatch-nope0"]);
     refused(&out, &["segwatch-nope0", "ip link"]);
 }

@@ -133,6 +133,7 @@ fn live_capture_between_two_namespaces() {
         .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "--interface",
             &net.veth_b(),
             "--workers",
@@ -222,7 +223,14 @@ fn a_silent_interface_still_stops_on_sigterm() {
     assert!(ip(Some(&ns), &["link", "set", "lo", "up"]));
     let mut sensor = Command::new("ip")
         .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_segwatch")])
-        .args(["run", "--interface", "lo", "--quiet", "--no-metrics"])
+        .args([
+            "run",
+            "--allow-root",
+            "--interface",
+            "lo",
+            "--quiet",
+            "--no-metrics",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start segwatch run");
@@ -275,6 +283,7 @@ fn live_learning_then_detecting() {
         .exec(&net.b, env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "--interface",
             &net.veth_b(),
             "--quiet",
