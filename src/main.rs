@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use segwatch::analysis::LearnSetup;
 use segwatch::baseline::Baseline;
 use segwatch::baseline::learn::Learner;
-use segwatch::capture::{FileSource, FrameSource, LiveSource};
+use segwatch::capture::{FileSource, LiveSource};
 use segwatch::config::Config;
 use segwatch::detect::Detectors;
 use segwatch::detect::network::Networks;
@@ -647,11 +647,8 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;
-    Ok(if source.problems().is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    // A live capture ends only when asked to: interface trouble is retried.
+    Ok(ExitCode::SUCCESS)
 }
 
 /// After dropping root: every file `run` will write is writable by the user.

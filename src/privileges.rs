@@ -239,17 +239,21 @@ pub fn drop_privileges(plan: &Plan) -> Result<(), PrivilegeError> {
             Ok(())
         }
         Plan::Unprivileged => {
-            // Give up whatever else was granted; a failure here leaves the
-            // process no more privileged than it started, so it is logged only.
-            if let Ok(now) = rustix::thread::capabilities(None) {
-                let keep = now.permitted & KEPT;
+            // Give up whatever else was granted (only then: the systemd
+            // unit's system call filter refuses capset). A failure leaves the
+            // process no more privileged than it started, so it is logged.
+            if let Ok(now) = rustix::thread::capabilities(None)
+                && !(now.permitted - KEPT).is_empty()
+            {
                 let sets = CapabilitySets {
-                    effective: now.effective & keep,
-                    permitted: keep,
+                    effective: now.effective & KEPT,
+                    permitted: now.permitted & KEPT,
                     inheritable: CapabilitySet::empty(),
                 };
                 if let Err(e) = rustix::thread::set_capabilities(None, sets) {
-                    tracing::warn!("cannot trim capabilities: {e}");
+                    tracing::warn!(
+                        "cannot give up capabilities beyond CAP_NET_RAW and CAP_NET_ADMIN: {e}"
+                    );
                 }
             }
             // segwatch never executes another program.
