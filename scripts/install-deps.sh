@@ -4,12 +4,13 @@
 #   tests: tshark (cross-check), tcpdump, bc and time (benchmarks), iproute2,
 #          python3 and nftables (live tests), chromium (report rendering test),
 #          prometheus and promtool (metrics test), openssl (TLS certificates
-#          for the metrics TLS tests)
+#          for the metrics TLS tests), systemd (systemd-analyze checks the
+#          shipped unit; it need not be the running init)
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus openssl)
+  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus openssl systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

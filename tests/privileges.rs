@@ -189,3 +189,62 @@ fn outputs_the_user_cannot_write_are_named_with_the_fix() {
         "{err}"
     );
 }
+
+/// The systemd unit's way: started as nobody with only the two capabilities
+/// as ambient ones (what `User=` and `AmbientCapabilities=` give), segwatch
+/// has nothing to drop, `--user nobody` agrees with who it is, and it
+/// captures.
+#[test]
+fn started_unprivileged_with_ambient_capabilities_it_captures() {
+    let Some(nobody) = nobody() else { return };
+    if !common::has("setpriv") {
+        eprintln!("skipped: setpriv (util-linux) is missing");
+        return;
+    }
+    let Some(net) = VethPair::create("svcm", 94) else {
+        eprintln!("skipped: cannot create network namespaces here (needs iproute2)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(nobody.uid.as_raw()), None).expect("chown");
+    let flows = dir.path().join("flows.jsonl");
+    let caps = "+net_raw,+net_admin";
+    let mut sensor = Killed(
+        net.b
+            .command("setpriv")
+            .args(["--reuid", "nobody", "--regid", &nobody.gid.to_string()])
+            .args(["--init-groups", "--inh-caps", caps, "--ambient-caps", caps])
+            .args(["--bounding-set", &format!("-all,{caps}"), "--no-new-privs"])
+            .arg(env!("CARGO_BIN_EXE_segwatch"))
+            .args(["run", "--interface", &net.veth_b, "--user", "nobody"])
+            .args(["--quiet", "--no-metrics"])
+            .arg("--flows")
+            .arg(&flows)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start segwatch run"),
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", sensor.0.id())).expect("status");
+    assert_eq!(field(&status, "CapEff:"), NET_RAW_AND_ADMIN);
+    let probe = format!(
+        "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.sendto(b'x'*10,('{}',9))\n",
+        net.addr(2)
+    );
+    assert!(
+        net.a
+            .command("python3")
+            .args(["-c", &probe])
+            .status()
+            .expect("python3")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(5));
+    assert!(status.success(), "{err}");
+    // Nothing to give up, so no capset (the unit's system call filter forbids it).
+    assert!(!err.contains("cannot give up capabilities"), "{err}");
+    let text = std::fs::read_to_string(&flows).expect("flows");
+    assert!(text.contains("\"dst_port\":9"), "{text}\n{err}");
+}
