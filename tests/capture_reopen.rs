@@ -11,7 +11,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::netns::{Killed, VethPair};
+use common::netns::{Killed, Netns, VethPair};
 use nix::unistd::{Uid, User};
 
 const METRICS: &str = "http://127.0.0.1:19953/metrics";
@@ -160,4 +160,36 @@ fn records_port(records: &[serde_json::Value], port: u64) -> u64 {
         .find(|r| r["proto"] == "udp" && r["dst_port"] == port)
         .and_then(|r| r["src_port"].as_u64())
         .unwrap_or_else(|| panic!("no UDP flow to port {port} in {records:#?}"))
+}
+
+/// Regression: libpcap's `any` has no interface index, and was taken for an
+/// interface that had vanished, closed and reopened over and over.
+#[test]
+fn the_any_pseudo_interface_is_not_taken_for_a_vanished_one() {
+    if !Uid::effective().is_root() {
+        eprintln!("skipped: capturing in network namespaces needs root");
+        return;
+    }
+    let Some(ns) = Netns::create("svcy") else {
+        eprintln!("skipped: cannot create network namespaces here (needs iproute2)");
+        return;
+    };
+    let mut sensor = Killed(
+        ns.command(env!("CARGO_BIN_EXE_segwatch"))
+            .args([
+                "run",
+                "--allow-root",
+                "-i",
+                "any",
+                "--quiet",
+                "--no-metrics",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start segwatch run"),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(5));
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("interrupted"), "{err}");
 }

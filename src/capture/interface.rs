@@ -42,8 +42,13 @@ pub fn index(socket: impl AsFd, name: &str) -> Option<u32> {
     }
 }
 
-/// The state of `name`, which had index `opened` when the capture opened.
+/// The state of `name`, which had index `opened` when the capture opened
+/// (0: no index, as for libpcap's `any`, which is no interface of its own
+/// and is taken to be up).
 pub fn state(socket: impl AsFd, name: &str, opened: u32) -> InterfaceState {
+    if opened == 0 {
+        return InterfaceState::Up;
+    }
     match index(socket, name) {
         None => return InterfaceState::Gone,
         Some(i) if i != 0 && opened != 0 && i != opened => return InterfaceState::Replaced,
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(state(&sock, "lo", lo), InterfaceState::Up);
         assert_eq!(state(&sock, "sgw-none0", lo), InterfaceState::Gone);
         assert_eq!(state(&sock, "lo", lo + 1000), InterfaceState::Replaced);
+        assert_eq!(state(&sock, "any", 0), InterfaceState::Up);
         assert!(usable(&sock, "lo"));
         assert!(!usable(&sock, "sgw-none0"));
     }
