@@ -5,12 +5,13 @@
 #          python3 and nftables (live tests), chromium (report rendering test),
 #          prometheus and promtool (metrics test), openssl (TLS certificates
 #          for the metrics TLS tests), tcpreplay, hping3 and nmap (traffic
-#          for the soak test and benches/zero_loss.sh)
+#          for the soak test and benches/zero_loss.sh), systemd (systemd-analyze
+#          checks the shipped unit; it need not be the running init)
 # Usage: scripts/install-deps.sh [build|test]
 set -euo pipefail
 want=(libpcap-dev pkg-config gcc)
 if [ "${1:-build}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus openssl tcpreplay hping3 nmap)
+  want+=(tshark tcpdump iproute2 python3 bc time curl chromium nftables prometheus openssl tcpreplay hping3 nmap systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -433,6 +433,14 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
             out.emit_anomalies(events)?;
         }
     }
+    if let Some(d) = &mut detectors {
+        d.finish();
+        let events = d.take();
+        if let Some(m) = &mut anomaly_metrics {
+            m.anomalies(&events);
+        }
+        out.emit_anomalies(events)?;
+    }
     let mut report = AnalysisReport::default();
     if let Some(l) = learning.take() {
         let end = l.setup.learner.flows();

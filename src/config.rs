@@ -18,6 +18,7 @@ use crate::flow::Timeouts;
 use crate::pipeline::PipelineConfig;
 use crate::policy::SharedPolicy;
 use crate::policy::load::{Locator, RawParts, RawPolicy, RawRule, RawZone, Warning};
+use crate::privileges::{Named, ServiceOptions};
 use crate::sink::live_file::Rotation;
 
 /// A configuration error a user can fix.
@@ -64,6 +65,8 @@ struct RawConfig {
     output: RawOutput,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    service: RawService,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +80,14 @@ struct RawLimits {
 struct RawOutput {
     rotate_mib: Option<Spanned<i64>>,
     rotate_keep: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    allow_root: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +154,8 @@ pub struct Config {
     /// `[metrics] web_config`, relative paths resolved against the config
     /// file's folder; `--web-config` overrides it.
     pub metrics_web_config: Option<PathBuf>,
+    /// Who `run` becomes once the capture is open (`[service]`).
+    pub service: ServiceOptions,
     /// Where the settings came from (for messages).
     pub source: Option<PathBuf>,
 }
@@ -268,6 +281,7 @@ impl Config {
                     .join(w.get_ref().trim()),
             ),
         };
+        let service = service_options(&raw.service, path, text, &invalid)?;
         // Policies can have thousands of entries: index line starts once.
         let newlines: Vec<usize> = text
             .bytes()
@@ -302,9 +316,54 @@ impl Config {
             metrics_listen,
             detect,
             metrics_web_config,
+            service,
             source: Some(path.to_path_buf()),
         })
     }
+}
+
+/// `[service]`: names that look like names (whether they exist is checked
+/// by `run`, on the machine that runs it), and a group only with a user.
+fn service_options(
+    raw: &RawService,
+    path: &Path,
+    text: &str,
+    invalid: crate::policy::load::MakeError<'_>,
+) -> Result<ServiceOptions, ConfigError> {
+    let name = |v: &Option<Spanned<String>>, key: &str, example: &str| {
+        let Some(s) = v else {
+            return Ok(None);
+        };
+        let n = s.get_ref().trim();
+        if n.is_empty() || n.contains(|c: char| c == ':' || c == '/' || c.is_whitespace()) {
+            return Err(invalid(
+                Some(s.span()),
+                format!("{key} = {:?} is not a name", s.get_ref()),
+                &format!(
+                    "write the name of an existing system {example} (configs/segwatch.sysusers creates one), or remove the line"
+                ),
+            ));
+        }
+        let (line, _) = line_col(text, s.span().start);
+        Ok(Some(Named {
+            name: n.to_string(),
+            origin: format!("{}:{line}: {key}", path.display()),
+        }))
+    };
+    let user = name(&raw.user, "service.user", "user, such as \"segwatch\"")?;
+    let group = name(&raw.group, "service.group", "group, such as \"segwatch\"")?;
+    if let (None, Some(g)) = (&user, &raw.group) {
+        return Err(invalid(
+            Some(g.span()),
+            "service.group is set without service.user".into(),
+            "set service.user too: the group replaces that user's primary group when segwatch drops root",
+        ));
+    }
+    Ok(ServiceOptions {
+        user,
+        group,
+        allow_root: raw.allow_root.unwrap_or(false),
+    })
 }
 
 /// A number within bounds (or the default when absent), or an error
@@ -405,6 +464,35 @@ mod tests {
         );
         let e = err("[metrics]\nweb_config = \" \"\n");
         assert!(e.starts_with("seg.toml:2:14:") && e.contains("fix:"), "{e}");
+    }
+
+    #[test]
+    fn service_names_and_their_origin() {
+        let c = Config::parse(
+            "[service]\nuser = \"segwatch\"\ngroup = \"adm\"\nallow_root = true\n",
+            Path::new("s.toml"),
+        )
+        .expect("valid");
+        let user = c.service.user.expect("user");
+        assert_eq!(user.name, "segwatch");
+        assert_eq!(user.origin, "s.toml:2: service.user");
+        assert_eq!(c.service.group.expect("group").name, "adm");
+        assert!(c.service.allow_root);
+        assert_eq!(
+            Config::parse("", Path::new("x.toml"))
+                .expect("valid")
+                .service,
+            ServiceOptions::default()
+        );
+        let e = err("[service]\nuser = \"\"\n");
+        assert!(e.starts_with("seg.toml:2:8:") && e.contains("fix:"), "{e}");
+        let e = err("[service]\ngroup = \"segwatch\"\n");
+        assert!(
+            e.starts_with("seg.toml:2:9:") && e.contains("set service.user too"),
+            "{e}"
+        );
+        let e = err("[service]\nusr = \"segwatch\"\n");
+        assert!(e.starts_with("seg.toml:2:1:") && e.contains("`usr`"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`analysis`] judges finished flows against the [`policy`] (zones in
 //! [`zones`], violations in [`segmentation`]) and writes them through
 //! [`sink`], [`report`] builds the PCI evidence report, [`metrics`] exports
-//! Prometheus metrics, and [`pipeline`] wires it all together. [`synth`]
+//! Prometheus metrics, and [`pipeline`] wires it all together. [`privileges`]
+//! drops root once a live capture is open. [`synth`]
 //! builds capture files with known contents for tests, benchmarks and the
 //! bundled sample.
 
@@ -22,6 +23,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod privileges;
 pub mod reload;
 pub mod report;
 pub mod segmentation;

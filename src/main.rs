@@ -12,12 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use segwatch::analysis::LearnSetup;
 use segwatch::baseline::Baseline;
 use segwatch::baseline::learn::Learner;
-use segwatch::capture::{FileSource, FrameSource, LiveSource};
+use segwatch::capture::{FileSource, LiveSource};
 use segwatch::config::Config;
 use segwatch::detect::Detectors;
 use segwatch::detect::network::Networks;
 use segwatch::metrics::web_config::WebConfig;
 use segwatch::pipeline::{self, RunHooks};
+use segwatch::privileges::{self, Named, Plan};
 use segwatch::reload::{Reloader, Watcher};
 use segwatch::summary::RunSummary;
 use segwatch::synth;
@@ -39,10 +40,12 @@ enum Command {
     /// Analyse capture files (pcap or pcapng); several files are merged in time order.
     ///
     /// Exit status: 0 success, 1 error (nothing analysed), 2 an input file was
-    /// truncated or corrupt (what was read before the problem is analysed and reported).
+    /// truncated or corrupt, or of a link type segwatch does not decode (what was
+    /// read before the problem is analysed and reported).
     Analyze(AnalyzeArgs),
     /// Capture live on an interface until SIGINT or SIGTERM, then flush every
-    /// flow and print the summary.
+    /// flow and print the summary. Started as root, it drops to --user once
+    /// the capture is open (without --user it refuses, unless --allow-root).
     Run(RunArgs),
     /// Write the PCI scope evidence report (HTML and JSON) for capture files:
     /// the same as `analyze FILE... --config C --report DIR --quiet`.
@@ -288,6 +291,18 @@ struct RunArgs {
         requires = "learn_for"
     )]
     checkpoint_every: humantime::Duration,
+    /// Started as root: once the capture is open, become USER, keeping only
+    /// CAP_NET_RAW and CAP_NET_ADMIN (overrides service.user).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// With --user: the primary group to take instead of the user's own
+    /// (overrides service.group).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Started as root without --user: keep running as root instead of
+    /// refusing (service.allow_root).
+    #[arg(long)]
+    allow_root: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -655,6 +670,17 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     if r.no_promisc {
         cfg.capture.promiscuous = false;
     }
+    let named = |name: String, origin: &str| Named {
+        name,
+        origin: origin.to_string(),
+    };
+    if let Some(u) = r.user {
+        cfg.service.user = Some(named(u, "--user"));
+    }
+    if let Some(g) = r.group {
+        cfg.service.group = Some(named(g, "--group"));
+    }
+    cfg.service.allow_root |= r.allow_root;
     plan_memory(&mut cfg, &r.common, true, r.learn_for.is_some())?;
     anyhow::ensure!(
         !cfg.capture.interface.is_empty(),
@@ -670,7 +696,15 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     } else {
         web_config(&r.common, &cfg)?
     };
+    // Who to become is settled before the interface is touched, so a wrong
+    // name stops segwatch before anything happens.
+    let plan = privileges::plan(&cfg.service)?;
     let mut source = LiveSource::open(&cfg.capture)?;
+    // Before any thread starts: threads inherit the dropped credentials.
+    privileges::drop_privileges(&plan)?;
+    if let Plan::Become(id) = &plan {
+        check_outputs(&id.user, &r.common, r.learn_for.is_some())?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -754,11 +788,34 @@ fn run_live(r: RunArgs) -> Result<ExitCode> {
     };
     let summary = pipeline::run(&mut source, &cfg.pipeline, r.common.flows.as_deref(), hooks)?;
     report(&summary, &r.common)?;
-    Ok(if source.problems().is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    // A live capture ends only when asked to: interface trouble is retried.
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After dropping root: every file `run` will write is writable by the user.
+fn check_outputs(user: &str, common: &CommonArgs, learning: bool) -> Result<()> {
+    use privileges::{Output, Write};
+    let outputs = [
+        ("the flow records", common.flows.as_deref(), Write::Append),
+        ("the events", common.events.as_deref(), Write::Append),
+        (
+            "the summary",
+            common.summary_json.as_deref(),
+            Write::Replace,
+        ),
+        ("the report", common.report.as_deref(), Write::Folder),
+        (
+            "the learned baseline",
+            common.baseline.as_deref().filter(|_| learning),
+            Write::Replace,
+        ),
+    ];
+    let outputs: Vec<Output<'_>> = outputs
+        .into_iter()
+        .filter_map(|(what, path, write)| path.map(|path| Output { what, path, write }))
+        .collect();
+    privileges::check_writable(user, &outputs)?;
+    Ok(())
 }
 
 /// The metrics endpoint's web config (--web-config, else metrics.web_config),

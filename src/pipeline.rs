@@ -339,6 +339,10 @@ pub fn run(
     summary.capture.kernel_dropped = stats.kernel_dropped;
     summary.capture.interface_dropped = stats.interface_dropped;
     summary.capture.file_problems = source.problems();
+    if let Some((_, h)) = source.health() {
+        summary.capture.interruptions = h.interruptions;
+        summary.capture.reopens = h.reopens;
+    }
     summary.capture.truncated_frames = summary.worker.truncated_frames;
     summary.capture.fragments_attributed = summary.worker.fragments_attributed;
     let mut events = analysis.events;
@@ -423,6 +427,9 @@ fn read_loop(
         if live && (force || last_stats.elapsed() >= Duration::from_secs(1)) {
             *stats = source.stats();
             *last_stats = Instant::now();
+        }
+        if let Some((interface, health)) = source.health() {
+            m.fold_health(interface, health);
         }
         let st: &crate::capture::CaptureStats = stats;
         m.fold(

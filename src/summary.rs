@@ -126,6 +126,10 @@ pub struct CaptureTotals {
     /// Packets the kernel or interface dropped (live capture, from libpcap).
     pub kernel_dropped: u64,
     pub interface_dropped: u64,
+    /// Live capture: times it stopped receiving (interface down, without
+    /// carrier, gone or re-created, read error), and times it was reopened.
+    pub interruptions: u64,
+    pub reopens: u64,
     /// Problems with capture files (truncated, corrupt), one line each.
     pub file_problems: Vec<String>,
 }
@@ -443,6 +447,13 @@ impl fmt::Display for RunSummary {
                 f,
                 "  capture loss     kernel {}, interface {}, segwatch queues {}",
                 c.kernel_dropped, c.interface_dropped, self.dispatch.dropped_packets
+            )?;
+        }
+        if c.interruptions > 0 {
+            writeln!(
+                f,
+                "  interruptions    {} (interface down, without carrier or gone), reopened {} times",
+                c.interruptions, c.reopens
             )?;
         }
         for p in &c.file_problems {

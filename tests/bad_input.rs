@@ -139,8 +139,10 @@ fn corrupt_pcapng_block_ends_the_file_and_keeps_what_was_read() {
     assert!(stdout.contains("after 2 frames"), "{stdout}");
 }
 
+/// Exit 2 with the link type named: a run that decoded nothing must not look
+/// like a clean one (it used to exit 0).
 #[test]
-fn capture_of_an_unsupported_link_type_is_counted() {
+fn capture_of_an_unsupported_link_type_is_counted_and_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let udp = ipv4(17, 0, &[0, 53, 0, 53, 0, 8, 0, 0]);
     // LINKTYPE_USER0 (147): libpcap reads it, segwatch cannot decode it.
@@ -148,12 +150,22 @@ fn capture_of_an_unsupported_link_type_is_counted() {
     std::fs::write(&f, pcap(147, &[udp.clone(), udp])).expect("write");
     let summary = dir.path().join("summary.json");
     let out = segwatch(&["analyze", s(&f), "--summary-json", s(&summary)]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("unsupported_link_type"), "{stdout}");
+    assert!(
+        stdout.contains("user0.pcap: link type 147 (USER0) is not one segwatch decodes"),
+        "{stdout}"
+    );
+    let json = summary_json(&summary);
     assert_eq!(
-        summary_json(&summary)["capture"]["decode_problems"]["unsupported_link_type"],
+        json["capture"]["decode_problems"]["unsupported_link_type"],
         2
+    );
+    assert!(
+        json["capture"]["file_problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("link type 147")),
+        "{json}"
     );
 }
 
@@ -423,6 +435,6 @@ fn live_capture_without_privileges_says_what_to_grant() {
 
 #[test]
 fn missing_interface_is_named_with_how_to_list_interfaces() {
-    let out = segwatch(&["run", "--interface", "segwatch-nope0"]);
+    let out = segwatch(&["run", "--allow-root", "--interface", "segwatch-nope0"]);
     refused(&out, &["segwatch-nope0", "ip link"]);
 }

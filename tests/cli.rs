@@ -126,6 +126,9 @@ fn help_lists_every_subcommand() {
             "--no-promisc",
             "--no-metrics",
             "--web-config",
+            "--user",
+            "--group",
+            "--allow-root",
         ],
     );
 }
@@ -198,7 +201,7 @@ fn run_without_interface_explains_what_to_do() {
     let out = segwatch(&["run"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--interface"));
-    let out = segwatch(&["run", "--interface", "segwatch-no-such-if0"]);
+    let out = segwatch(&["run", "--allow-root", "--interface", "segwatch-no-such-if0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("segwatch-no-such-if0"));
 }

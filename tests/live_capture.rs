@@ -64,6 +64,7 @@ fn live_capture_between_two_namespaces() {
         .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "--interface",
             &net.veth_b,
             "--workers",
@@ -146,7 +147,14 @@ fn a_silent_interface_still_stops_on_sigterm() {
     };
     let mut sensor = ns
         .command(env!("CARGO_BIN_EXE_segwatch"))
-        .args(["run", "--interface", "lo", "--quiet", "--no-metrics"])
+        .args([
+            "run",
+            "--allow-root",
+            "--interface",
+            "lo",
+            "--quiet",
+            "--no-metrics",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start segwatch run");
@@ -201,6 +209,7 @@ fn live_learning_then_detecting() {
         .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "--interface",
             &net.veth_b,
             "--quiet",

@@ -286,6 +286,7 @@ fn violations_seen_on_a_mirror_port_match_what_happened() {
         .command("m", env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "--interface",
             &format!("mon{}", lab.id),
             "--quiet",

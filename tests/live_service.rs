@@ -119,7 +119,14 @@ fn sighup_reloads_the_policy_and_keeps_the_old_one_on_error() {
     std::fs::write(&cfg, config(true)).expect("config");
     let child = ns
         .command(env!("CARGO_BIN_EXE_segwatch"))
-        .args(["run", "--interface", "lo", "--quiet", "--no-detect"])
+        .args([
+            "run",
+            "--allow-root",
+            "--interface",
+            "lo",
+            "--quiet",
+            "--no-detect",
+        ])
         .arg("--config")
         .arg(&cfg)
         .arg("--events")
@@ -247,7 +254,14 @@ fn a_full_disk_stops_no_capture_and_writing_resumes() {
     let flows = dir.path().join("flows.jsonl");
     let child = ns
         .command(env!("CARGO_BIN_EXE_segwatch"))
-        .args(["run", "--interface", "lo", "--quiet", "--no-detect"])
+        .args([
+            "run",
+            "--allow-root",
+            "--interface",
+            "lo",
+            "--quiet",
+            "--no-detect",
+        ])
         .arg("--config")
         .arg(&cfg)
         .arg("--events")
@@ -323,7 +337,14 @@ fn learning_checkpoints_survive_a_crash_and_resume() {
     let base = dir.path().join("lab-baseline.json");
     let start = || {
         ns.command(env!("CARGO_BIN_EXE_segwatch"))
-            .args(["run", "--interface", "lo", "--no-metrics", "--quiet"])
+            .args([
+                "run",
+                "--allow-root",
+                "--interface",
+                "lo",
+                "--no-metrics",
+                "--quiet",
+            ])
             .args(["--learn-for", "1h", "--checkpoint-every", "1s"])
             .arg("--config")
             .arg(&cfg)

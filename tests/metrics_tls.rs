@@ -40,6 +40,7 @@ fn start(ns: &Netns, args: &[&std::ffi::OsStr]) -> (Killed, u16) {
         .command(env!("CARGO_BIN_EXE_segwatch"))
         .args([
             "run",
+            "--allow-root",
             "-i",
             "lo",
             "--quiet",

@@ -120,6 +120,7 @@ fn prometheus_stores_what_segwatch_counted() {
         ns.command(env!("CARGO_BIN_EXE_segwatch"))
             .args([
                 "run",
+                "--allow-root",
                 "-i",
                 "lo",
                 "--quiet",
@@ -325,6 +326,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         ns.command(env!("CARGO_BIN_EXE_segwatch"))
             .args([
                 "run",
+                "--allow-root",
                 "-i",
                 "lo",
                 "--quiet",

@@ -34,7 +34,7 @@ fn shipped_rules_and_config_pass_promtool() {
         eprintln!("SKIPPED: promtool is not installed");
         return;
     };
-    assert!(ok && text.contains("SUCCESS: 13 rules found"), "{text}");
+    assert!(ok && text.contains("SUCCESS: 14 rules found"), "{text}");
     let (ok, text) = promtool(&["test", "rules", "segwatch-alerts.test.yml"]).expect("promtool");
     assert!(ok && text.contains("SUCCESS"), "{text}");
     let (ok, text) = promtool(&["check", "config", "prometheus.yml"]).expect("promtool");
@@ -157,7 +157,8 @@ fn exported() -> String {
     // Label-less families appear at once; the others once a series exists.
     let m = segwatch::metrics::Metrics::new(1).expect("metrics");
     let _worker = segwatch::metrics::WorkerMetrics::new(&m, 0);
-    let _reader = segwatch::metrics::ReaderMetrics::new(&m, 1);
+    let mut reader = segwatch::metrics::ReaderMetrics::new(&m, 1);
+    reader.fold_health("eth1", segwatch::capture::CaptureHealth::default());
     let policy = segwatch::policy::Policy::default();
     let mut a = segwatch::metrics::AnalysisMetrics::new(std::sync::Arc::clone(&m));
     a.flow(&policy, 0, 0, segwatch::flow::Outcome::Established, 100);

@@ -55,7 +55,11 @@ const RSS_CEILING_MIB: u64 = 320;
 fn config() -> String {
     // Closed flows end fast so the HTTP records are written during the run;
     // the half-open timeout stays at its default so the flood must evict.
-    format!("[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n")
+    // Small rotated files, all kept: the flood's records rotate the flow
+    // file several times a round, and the checks read every piece.
+    format!(
+        "[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n[output]\nrotate_mib = 16\nrotate_keep = 10000\n"
+    )
 }
 
 /// What a soak does: rounds of steps, then the final checks.
@@ -488,14 +492,31 @@ fn replay_capture(dir: &Path, flows: u32) -> PathBuf {
 }
 
 /// Closed HTTP flows from the client in the flows file.
+/// The flow file and its rotated predecessors (`FILE.1`, `FILE.2`, ...).
+fn with_rotated(path: &Path) -> Vec<PathBuf> {
+    let mut all = vec![path.to_path_buf()];
+    for i in 1.. {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{i}"));
+        let p = PathBuf::from(p);
+        if !p.exists() {
+            break;
+        }
+        all.push(p);
+    }
+    all
+}
+
 fn http_flows(path: &Path) -> (usize, Vec<Value>) {
-    let Ok(f) = std::fs::File::open(path) else {
-        return (0, Vec::new());
-    };
     let mut closed = 0;
     let mut other = Vec::new();
     let needle = format!("\"dst_port\":{HTTP_PORT}");
-    for line in BufReader::new(f).lines().map_while(Result::ok) {
+    let files = with_rotated(path);
+    let lines = files
+        .iter()
+        .filter_map(|p| std::fs::File::open(p).ok())
+        .flat_map(|f| BufReader::new(f).lines().map_while(Result::ok));
+    for line in lines {
         if !line.contains(&needle) {
             continue;
         }
@@ -564,7 +585,13 @@ fn soak(tag: &str, plan: &Plan) {
     let mut sensor = lab
         .monitor
         .command(&segwatch_bin())
-        .args(["run", "--interface", MirrorLab::MIRROR_IF, "--quiet"])
+        .args([
+            "run",
+            "--allow-root",
+            "--interface",
+            MirrorLab::MIRROR_IF,
+            "--quiet",
+        ])
         .args(["--buffer-mib", BUFFER_MIB, "--metrics-listen", METRICS])
         .arg("--config")
         .arg(&cfg)
@@ -622,8 +649,10 @@ fn soak(tag: &str, plan: &Plan) {
             (closed, other) = http_flows(&flows);
         }
         assert_eq!(
-            closed, want,
-            "round {round}: HTTP requests as closed flows; others: {other:#?}"
+            closed,
+            want,
+            "round {round}: HTTP requests as closed flows; others: {other:#?}\nsegwatch said: {}",
+            stderr_text()
         );
         if plan.truncate_flows {
             std::fs::OpenOptions::new()
@@ -631,6 +660,9 @@ fn soak(tag: &str, plan: &Plan) {
                 .open(&flows)
                 .and_then(|f| f.set_len(0))
                 .expect("truncate flows");
+            for old in &with_rotated(&flows)[1..] {
+                let _ = std::fs::remove_file(old);
+            }
             http_seen = HTTP_REQUESTS * (round + 1);
         }
         let g = watcher.seen.lock().expect("lock");
@@ -748,14 +780,20 @@ struct Capture {
 fn segwatch_during(lab: &MirrorLab, dir: &Path, send: &dyn Fn() -> (u64, f64)) -> Capture {
     let summary = dir.join("zl-summary.json");
     let mut c = lab.monitor.command(&segwatch_bin());
-    c.args(["run", "--interface", MirrorLab::MIRROR_IF, "--quiet"])
-        .args(["--metrics-listen", METRICS])
-        .arg("--flows")
-        .arg(dir.join("zl-flows.jsonl"))
-        .arg("--events")
-        .arg(dir.join("zl-events.jsonl"))
-        .arg("--summary-json")
-        .arg(&summary);
+    c.args([
+        "run",
+        "--allow-root",
+        "--interface",
+        MirrorLab::MIRROR_IF,
+        "--quiet",
+    ])
+    .args(["--metrics-listen", METRICS])
+    .arg("--flows")
+    .arg(dir.join("zl-flows.jsonl"))
+    .arg("--events")
+    .arg(dir.join("zl-events.jsonl"))
+    .arg("--summary-json")
+    .arg(&summary);
     if let Ok(cfg) = std::env::var("ZERO_LOSS_CONFIG") {
         c.args(["--config", &cfg]);
     }

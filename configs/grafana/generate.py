@@ -55,6 +55,11 @@ panel("timeseries", "Flows", [
 panel("timeseries", "Decode problems", [("sum by (reason) (rate(" + m("segwatch_decode_problems_total") + RI + "))", "{{reason}}")], 12, 12, unit="pps",
       desc="Frames segwatch could not use, by reason.")
 y[0] += 8
+panel("timeseries", "Capture interface up, and reopens", [
+    (m("segwatch_capture_up"), "{{instance}} {{interface}} up"),
+    ("sum by (instance, interface) (increase(" + m("segwatch_capture_reopens_total") + RI + "))", "{{instance}} {{interface}} reopened")], 0, 24, h=6, unit="short",
+      desc="Live capture: 1 while segwatch captures on the interface, 0 while it is down, without carrier or gone and segwatch retries; reopens after it came back.")
+y[0] += 6
 row("Segmentation")
 R = "[$__range]"
 panel("table", "Segmentation matrix (flows in the selected range)", [

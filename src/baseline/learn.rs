@@ -253,8 +253,16 @@ impl Learner {
                     proto: r.proto,
                     port,
                 };
-                self.beacons
-                    .add(key, r.start, r.bytes_fwd, connected, usize::MAX);
+                // Learning only keeps the series; nothing is judged here.
+                self.beacons.add(
+                    key,
+                    (s, d),
+                    r.start,
+                    r.bytes_fwd,
+                    connected,
+                    usize::MAX,
+                    r.end,
+                );
             }
         }
         if d.internal {

@@ -93,6 +93,42 @@ struct InputFile {
     frames: u64,
     /// Reached its end or an error; no longer read.
     done: bool,
+    links: LinksSeen,
+}
+
+/// Which link types a file's frames had: a file none of whose frames could be
+/// decoded is a problem of its own, so that the run does not pass for a clean
+/// analysis of nothing.
+#[derive(Default)]
+struct LinksSeen {
+    decodable: bool,
+    /// The first link type seen that segwatch does not decode.
+    unsupported: Option<i32>,
+}
+
+impl LinksSeen {
+    fn note(&mut self, link: LinkType) {
+        match link {
+            LinkType::Other(dlt) => {
+                self.unsupported.get_or_insert(dlt);
+            }
+            _ => self.decodable = true,
+        }
+    }
+
+    /// The problem to report once the file is read, if any.
+    fn problem(&self, path: &str, frames: u64) -> Option<String> {
+        let dlt = self.unsupported.filter(|_| !self.decodable)?;
+        // libpcap names most link types, but not the private-use USER0-15.
+        let name = match (pcap::Linktype(dlt).get_name(), dlt) {
+            (Ok(n), _) => format!(" ({n})"),
+            (Err(_), 147..=162) => format!(" (USER{})", dlt - 147),
+            (Err(_), _) => String::new(),
+        };
+        Some(format!(
+            "{path}: link type {dlt}{name} is not one segwatch decodes (Ethernet, Linux SLL and SLL2, raw IP, BSD loopback); its {frames} frames were counted as unsupported_link_type, not analysed"
+        ))
+    }
 }
 
 /// Frames from one or more capture files.
@@ -130,6 +166,7 @@ impl FileSource {
                         pending: None,
                         frames: 0,
                         done: false,
+                        links: LinksSeen::default(),
                     });
                 }
                 Err(reason) => {
@@ -175,6 +212,7 @@ impl FileSource {
                 buf.extend_from_slice(frame.data);
                 let (ts_ns, wire_len, link) = (frame.ts_ns, frame.wire_len, frame.link);
                 f.frames += 1;
+                f.links.note(link);
                 f.pending = Some(Pending {
                     ts_ns,
                     wire_len,
@@ -182,10 +220,14 @@ impl FileSource {
                     data: buf,
                 });
             }
-            Ok(None) => f.done = true,
+            Ok(None) => {
+                f.done = true;
+                self.problems.extend(f.links.problem(&f.path, f.frames));
+            }
             Err(why) => {
                 f.done = true;
                 report_end(&f.path, f.frames, &why, &mut self.problems);
+                self.problems.extend(f.links.problem(&f.path, f.frames));
             }
         }
     }
@@ -202,15 +244,18 @@ impl FrameSource for FileSource {
             return match f.reader.next() {
                 Ok(Some(frame)) => {
                     f.frames += 1;
+                    f.links.note(frame.link);
                     Next::Frame(frame)
                 }
                 Ok(None) => {
                     f.done = true;
+                    self.problems.extend(f.links.problem(&f.path, f.frames));
                     Next::End
                 }
                 Err(why) => {
                     f.done = true;
                     report_end(&f.path, f.frames, &why, &mut self.problems);
+                    self.problems.extend(f.links.problem(&f.path, f.frames));
                     Next::End
                 }
             };

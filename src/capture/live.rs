@@ -1,7 +1,19 @@
 //! Live capture on an interface (a SPAN port or mirror) through libpcap.
+//!
+//! A capture outlives its interface: when the interface goes down, loses its
+//! carrier, vanishes or is re-created, or a read fails, the source says so
+//! (log, [`CaptureHealth`] for the metrics), keeps answering `Idle` so the
+//! pipeline goes on expiring flows and still sees a stop request, and reopens
+//! the interface by name (same options and filter) with a backoff from 0.5 s
+//! doubling to 30 s; a cheap look every read timeout (100 ms) tries at once
+//! when the interface comes back, so recovery does not wait out the backoff. libpcap's statistics start again with each handle;
+//! [`LiveSource::stats`] adds up those of the closed ones.
+
+use std::time::{Duration, Instant};
 
 use pcap::{Active, Capture, Precision};
 
+use super::interface::{self, InterfaceState};
 use super::{CaptureError, CaptureStats, Frame, FrameSource, Next, header_ts_ns};
 use crate::decode::LinkType;
 
@@ -36,103 +48,341 @@ impl Default for LiveOptions {
     }
 }
 
+/// First wait before reopening an interface; it doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a quiet capture checks that its interface is still there and up.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the capture is running, and how often it was interrupted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureHealth {
+    /// Capturing on an interface that is up with a carrier.
+    pub up: bool,
+    /// Times the capture stopped receiving: interface down, gone, re-created
+    /// or without carrier, or a read error.
+    pub interruptions: u64,
+    /// Times the interface was opened again after an interruption.
+    pub reopens: u64,
+}
+
+/// An open handle.
+struct Handle {
+    cap: Capture<Active>,
+    link: LinkType,
+    /// The interface's index when opened (0: unknown).
+    ifindex: u32,
+}
+
 /// Frames from a live interface.
 pub struct LiveSource {
-    cap: Capture<Active>,
+    opts: LiveOptions,
+    /// `None` while the interface is down or gone.
+    handle: Option<Handle>,
     /// How long to wait for a packet before reporting the interface idle.
-    wait: std::time::Duration,
+    wait: Duration,
     /// The last read found nothing buffered.
     drained: bool,
-    link: LinkType,
-    interface: String,
-    problems: Vec<String>,
+    /// A read failed (closed on the next call).
+    failed: Option<String>,
+    health: CaptureHealth,
+    next_check: Instant,
+    /// When to try to reopen, and the wait after that.
+    retry_at: Instant,
+    retry_delay: Duration,
+    down_since: Option<Instant>,
+    /// While down: a socket to ask about the interface, and whether it
+    /// looked usable at the last look.
+    probe: Option<rustix::fd::OwnedFd>,
+    was_usable: bool,
+    /// The carrier was lost while capturing (logged when it comes back).
+    carrier_lost: bool,
+    /// Statistics of the handles closed so far, and of the current one.
+    closed_stats: CaptureStats,
+    handle_stats: CaptureStats,
+}
+
+/// Open a handle with every option applied.
+fn open_handle(opts: &LiveOptions) -> Result<Handle, CaptureError> {
+    let open_err = |e: pcap::Error| {
+        let reason = e.to_string();
+        let hint = if reason.contains("ermission") || reason.contains("not permitted") {
+            "Run as root or give the binary CAP_NET_RAW and CAP_NET_ADMIN (setcap cap_net_raw,cap_net_admin+eip)"
+        } else if reason.contains("No such device") || reason.contains("doesn't exist") {
+            "List interfaces with `ip link` and pass one with --interface"
+        } else {
+            "Check the interface name and that it is up"
+        };
+        CaptureError::OpenInterface {
+            interface: opts.interface.clone(),
+            reason,
+            hint,
+        }
+    };
+    let mut cap = Capture::from_device(opts.interface.as_str())
+        .map_err(open_err)?
+        .promisc(opts.promiscuous)
+        .snaplen(opts.snaplen)
+        .buffer_size(opts.buffer_bytes)
+        .immediate_mode(opts.immediate)
+        .timeout(opts.timeout_ms)
+        .precision(Precision::Nano)
+        .open()
+        .map_err(open_err)?;
+    if !opts.filter.is_empty() {
+        cap.filter(&opts.filter, true)
+            .map_err(|e| CaptureError::Filter {
+                filter: opts.filter.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    // Non-blocking reads plus our own poll: libpcap's read timeout does not
+    // fire on Linux while no packet arrives at all, which would leave a
+    // silent interface blocking forever (no idle expiry, no reaction to
+    // SIGTERM).
+    let cap = cap.setnonblock().map_err(open_err)?;
+    let link = LinkType::from_dlt(cap.get_datalink().0);
+    let ifindex = interface::index(&cap, &opts.interface).unwrap_or(0);
+    Ok(Handle { cap, link, ifindex })
+}
+
+fn add(a: CaptureStats, b: CaptureStats) -> CaptureStats {
+    CaptureStats {
+        received: a.received + b.received,
+        kernel_dropped: a.kernel_dropped + b.kernel_dropped,
+        interface_dropped: a.interface_dropped + b.interface_dropped,
+    }
+}
+
+fn handle_stats(h: &mut Handle) -> Option<CaptureStats> {
+    h.cap.stats().ok().map(|s| CaptureStats {
+        received: u64::from(s.received),
+        kernel_dropped: u64::from(s.dropped),
+        interface_dropped: u64::from(s.if_dropped),
+    })
 }
 
 impl LiveSource {
+    /// Open the interface; failing here is an error (a wrong name, missing
+    /// privileges), unlike losing it later.
     pub fn open(opts: &LiveOptions) -> Result<LiveSource, CaptureError> {
-        let open_err = |e: pcap::Error| {
-            let reason = e.to_string();
-            let hint = if reason.contains("ermission") || reason.contains("not permitted") {
-                "Run as root or give the binary CAP_NET_RAW and CAP_NET_ADMIN (setcap cap_net_raw,cap_net_admin+eip)"
-            } else if reason.contains("No such device") || reason.contains("doesn't exist") {
-                "List interfaces with `ip link` and pass one with --interface"
-            } else {
-                "Check the interface name and that it is up"
-            };
-            CaptureError::OpenInterface {
-                interface: opts.interface.clone(),
-                reason,
-                hint,
-            }
-        };
-        let mut cap = Capture::from_device(opts.interface.as_str())
-            .map_err(open_err)?
-            .promisc(opts.promiscuous)
-            .snaplen(opts.snaplen)
-            .buffer_size(opts.buffer_bytes)
-            .immediate_mode(opts.immediate)
-            .timeout(opts.timeout_ms)
-            .precision(Precision::Nano)
-            .open()
-            .map_err(open_err)?;
-        if !opts.filter.is_empty() {
-            cap.filter(&opts.filter, true)
-                .map_err(|e| CaptureError::Filter {
-                    filter: opts.filter.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
-        // Non-blocking reads plus our own poll: libpcap's read timeout does
-        // not fire on Linux while no packet arrives at all, which would leave
-        // a silent interface blocking forever (no idle expiry, no reaction
-        // to SIGTERM).
-        let cap = cap.setnonblock().map_err(open_err)?;
-        let link = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(LiveSource {
-            wait: std::time::Duration::from_millis(u64::from(
-                opts.timeout_ms.max(1).unsigned_abs(),
-            )),
+        let handle = open_handle(opts)?;
+        let now = Instant::now();
+        let mut src = LiveSource {
+            opts: opts.clone(),
+            wait: Duration::from_millis(u64::from(opts.timeout_ms.max(1).unsigned_abs())),
             drained: false,
-            cap,
-            link,
-            interface: opts.interface.clone(),
-            problems: Vec::new(),
-        })
+            failed: None,
+            health: CaptureHealth {
+                up: true,
+                ..CaptureHealth::default()
+            },
+            next_check: now,
+            retry_at: now,
+            retry_delay: RETRY_FIRST,
+            down_since: None,
+            probe: None,
+            was_usable: false,
+            carrier_lost: false,
+            closed_stats: CaptureStats::default(),
+            handle_stats: CaptureStats::default(),
+            handle: Some(handle),
+        };
+        // A carrier still coming up is not an interruption.
+        if let Some(h) = &src.handle {
+            src.health.up =
+                interface::state(&h.cap, &src.opts.interface, h.ifindex) == InterfaceState::Up;
+        }
+        Ok(src)
+    }
+
+    /// The interface captured on.
+    pub fn interface(&self) -> &str {
+        &self.opts.interface
+    }
+
+    /// Stop using the handle; reopen it after [`RETRY_FIRST`].
+    fn close(&mut self, why: &str) {
+        let Some(mut h) = self.handle.take() else {
+            return;
+        };
+        if let Some(s) = handle_stats(&mut h) {
+            self.handle_stats = s;
+        }
+        self.closed_stats = add(self.closed_stats, self.handle_stats);
+        self.handle_stats = CaptureStats::default();
+        if self.health.up {
+            self.health.interruptions += 1;
+        }
+        self.health.up = false;
+        self.down_since.get_or_insert_with(Instant::now);
+        self.retry_at = Instant::now() + RETRY_FIRST;
+        self.retry_delay = RETRY_FIRST * 2;
+        self.drained = false;
+        self.was_usable = false;
+        self.carrier_lost = false;
+        tracing::warn!(
+            interface = %self.opts.interface,
+            "capture interrupted: {why}; reopening it by name (first retry in {RETRY_FIRST:?}, then backing off to {RETRY_MAX:?})"
+        );
+    }
+
+    /// Look at the interface; false when the handle was closed.
+    fn check(&mut self) -> bool {
+        self.next_check = Instant::now() + CHECK_EVERY;
+        let Some(h) = &self.handle else {
+            return false;
+        };
+        match interface::state(&h.cap, &self.opts.interface, h.ifindex) {
+            InterfaceState::Gone => self.close("the interface is gone"),
+            InterfaceState::Replaced => {
+                self.close("the interface was re-created");
+                // A new interface under the name is there already.
+                self.retry_at = Instant::now();
+            }
+            InterfaceState::AdminDown => self.close("the interface was set down"),
+            InterfaceState::NoCarrier => {
+                // The handle works again once the carrier is back.
+                if self.health.up {
+                    self.health.interruptions += 1;
+                    self.carrier_lost = true;
+                    tracing::warn!(interface = %self.opts.interface, "capture interrupted: the interface has no carrier");
+                }
+                self.health.up = false;
+            }
+            InterfaceState::Up => {
+                // (A carrier that was still coming up after an open is not news.)
+                if std::mem::take(&mut self.carrier_lost) {
+                    tracing::warn!(interface = %self.opts.interface, "capture receiving again: the carrier is back");
+                }
+                self.health.up = true;
+            }
+        }
+        self.handle.is_some()
+    }
+
+    /// Interface down or gone: wait for the next attempt (at most one read
+    /// timeout, so the caller keeps doing its idle work), then try.
+    fn retry(&mut self) -> Next<'_> {
+        let now = Instant::now();
+        if now < self.retry_at {
+            std::thread::sleep(self.wait.min(self.retry_at - now));
+            if self.probe.is_none() {
+                self.probe = rustix::net::socket(
+                    rustix::net::AddressFamily::INET,
+                    rustix::net::SocketType::DGRAM,
+                    None,
+                )
+                .ok();
+            }
+            let usable = self
+                .probe
+                .as_ref()
+                .is_some_and(|p| interface::usable(p, &self.opts.interface));
+            let came_back = usable && !self.was_usable;
+            self.was_usable = usable;
+            if !came_back && Instant::now() < self.retry_at {
+                return Next::Idle;
+            }
+        }
+        let now = Instant::now();
+        match open_handle(&self.opts) {
+            Ok(h) => {
+                let down = self
+                    .down_since
+                    .take()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                tracing::warn!(
+                    interface = %self.opts.interface,
+                    "capture reopened after {down:.1} s"
+                );
+                // Without a carrier yet it stays down, but that is not a new
+                // interruption; anything worse is found by the next check.
+                self.health.up =
+                    interface::state(&h.cap, &self.opts.interface, h.ifindex) == InterfaceState::Up;
+                self.health.reopens += 1;
+                self.next_check = Instant::now() + CHECK_EVERY;
+                self.handle = Some(h);
+                self.retry_delay = RETRY_FIRST;
+                self.probe = None;
+                Next::Again
+            }
+            Err(e) => {
+                tracing::debug!(interface = %self.opts.interface, "reopening failed: {e}");
+                self.retry_at = now + self.retry_delay;
+                self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                Next::Idle
+            }
+        }
     }
 }
 
 impl FrameSource for LiveSource {
     fn next_frame(&mut self) -> Next<'_> {
+        if let Some(why) = self.failed.take() {
+            self.close(&format!("reading failed: {why}"));
+        }
+        if self.handle.is_none() {
+            return self.retry();
+        }
         if self.drained {
             self.drained = false;
-            let mut fds = [rustix::event::PollFd::new(
-                &self.cap,
-                rustix::event::PollFlags::IN,
-            )];
-            let timeout = rustix::event::Timespec::try_from(self.wait).ok();
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(n) if n > 0 => {}
-                // Timed out, or interrupted by a signal: let the caller do
-                // its idle work and look at its stop flag.
-                _ => return Next::Idle,
+            let (ready, trouble) = match &self.handle {
+                Some(h) => {
+                    let mut fds = [rustix::event::PollFd::new(
+                        &h.cap,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    let timeout = rustix::event::Timespec::try_from(self.wait).ok();
+                    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                        Ok(n) if n > 0 => (
+                            true,
+                            fds[0].revents().intersects(
+                                rustix::event::PollFlags::ERR
+                                    | rustix::event::PollFlags::HUP
+                                    | rustix::event::PollFlags::NVAL,
+                            ),
+                        ),
+                        // Timed out, or interrupted by a signal.
+                        _ => (false, false),
+                    }
+                }
+                None => (false, false),
+            };
+            // An error on the socket is how the kernel says the interface
+            // went down or away; a quiet interface is looked at now and then,
+            // and every read timeout while it has no carrier.
+            let due = Instant::now() >= self.next_check || !self.health.up;
+            if (trouble || (!ready && due)) && !self.check() {
+                return Next::Idle;
+            }
+            if !ready {
+                // Let the caller do its idle work and look at its stop flag.
+                return Next::Idle;
             }
         }
-        match self.cap.next_packet() {
-            Ok(pkt) => Next::Frame(Frame {
-                ts_ns: header_ts_ns(pkt.header),
-                wire_len: pkt.header.len,
-                data: pkt.data,
-                link: self.link,
-            }),
+        let Some(h) = self.handle.as_mut() else {
+            return Next::Idle;
+        };
+        match h.cap.next_packet() {
+            Ok(pkt) => {
+                // Frames arriving prove the interface works again.
+                self.health.up = true;
+                Next::Frame(Frame {
+                    ts_ns: header_ts_ns(pkt.header),
+                    wire_len: pkt.header.len,
+                    data: pkt.data,
+                    link: h.link,
+                })
+            }
             // Nothing buffered: the next call waits for more.
             Err(pcap::Error::TimeoutExpired) => {
                 self.drained = true;
                 Next::Again
             }
             Err(e) => {
-                self.problems
-                    .push(format!("capture on {} stopped: {e}", self.interface));
-                Next::End
+                self.failed = Some(e.to_string());
+                Next::Idle
             }
         }
     }
@@ -142,17 +392,13 @@ impl FrameSource for LiveSource {
     }
 
     fn stats(&mut self) -> CaptureStats {
-        match self.cap.stats() {
-            Ok(s) => CaptureStats {
-                received: u64::from(s.received),
-                kernel_dropped: u64::from(s.dropped),
-                interface_dropped: u64::from(s.if_dropped),
-            },
-            Err(_) => CaptureStats::default(),
+        if let Some(s) = self.handle.as_mut().and_then(handle_stats) {
+            self.handle_stats = s;
         }
+        add(self.closed_stats, self.handle_stats)
     }
 
-    fn problems(&self) -> Vec<String> {
-        self.problems.clone()
+    fn health(&self) -> Option<(&str, CaptureHealth)> {
+        Some((&self.opts.interface, self.health))
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! A source yields frames with nanosecond timestamps and their link type; it
 //! never panics on bad input. Problems with a file (corrupt header, truncated
-//! record) end that file, are reported, and what was read before is kept.
+//! record) end that file, are reported, and what was read before is kept. A
+//! live interface that goes down or away is reopened ([`live`]).
 
 pub mod file;
+pub mod interface;
 pub mod live;
 pub mod pcapng;
 
@@ -14,7 +16,7 @@ use thiserror::Error;
 use crate::decode::LinkType;
 
 pub use file::FileSource;
-pub use live::{LiveOptions, LiveSource};
+pub use live::{CaptureHealth, LiveOptions, LiveSource};
 
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +56,11 @@ pub trait FrameSource {
     /// Drops reported by the kernel and interface (live only).
     fn stats(&mut self) -> CaptureStats {
         CaptureStats::default()
+    }
+    /// Live capture: the interface, whether capturing on it now, and how
+    /// often it was interrupted and reopened.
+    fn health(&self) -> Option<(&str, CaptureHealth)> {
+        None
     }
     /// Problems met so far (one readable line each).
     fn problems(&self) -> Vec<String> {

@@ -23,6 +23,11 @@ use crate::baseline::dist::{bowley_skew, median_sorted, quantile_sorted};
 
 /// Connections kept per pair (the most recent).
 pub const KEPT: usize = 64;
+/// A series is judged only on connections that started this long before
+/// the latest flow end seen: workers hand finished flows over in their own
+/// order, and a connection still on its way would change the series. With
+/// it the series judged are the same for any worker count.
+pub const GRACE_NS: i64 = 5 * 60 * 1_000_000_000;
 /// Pairs tracked at once; past it new pairs are not tracked.
 pub const MAX_PAIRS: usize = 200_000;
 
@@ -37,11 +42,25 @@ pub struct PairKey {
 /// One connection: start (ns), bytes sent (saturating), connected.
 type Conn = (i64, u32, bool);
 
-/// A pair seen twice or more: its key and its recent connections.
+/// A pair seen twice or more: its key and its recent connections, in
+/// order of start.
 #[derive(Clone, Debug)]
 struct Series {
     key: PairKey,
     conns: VecDeque<Conn>,
+    /// Where its two ends are (for findings made without a flow at hand).
+    places: (super::network::Place, super::network::Place),
+    /// The next series length to judge (0: the minimum).
+    next: u32,
+}
+
+/// A series judged: its key and ends, the start of its last connection,
+/// and its figures.
+pub struct Judged {
+    pub key: PairKey,
+    pub places: (super::network::Place, super::network::Place),
+    pub at: i64,
+    pub score: Score,
 }
 
 /// A pair seen at least twice. Pairs seen once (most of them) are only a
@@ -182,30 +201,33 @@ impl Beacons {
         }
     }
 
-    /// Add a connection; returns the pair's score when it is due for a look
-    /// (at `min` connections, then every eighth).
+    /// Add a connection (`places`: where its ends are; `now`: the latest
+    /// flow end seen). Returns the series that became due for a look: the
+    /// first `min` connections in order of start, then every eighth
+    /// length, each once every connection up to it is surely in
+    /// ([`GRACE_NS`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         key: PairKey,
+        places: (super::network::Place, super::network::Place),
         start: i64,
         bytes: u64,
         connected: bool,
         min: usize,
-    ) -> Option<Score> {
+        now: i64,
+    ) -> Vec<Judged> {
         self.sweep(start);
         let h = self.hasher.hash_one(key);
         let conn = (start, u32::try_from(bytes).unwrap_or(u32::MAX), connected);
-        // A connection older than the pair's latest arrived late (workers
-        // hand flows over in their own order): it fills a gap in a series
-        // that may have been judged without it, so judge again.
-        let mut late = false;
         let p = match self.pairs.get_mut(&h) {
             Some(p) => {
-                late = start < p.last_seen;
-                if p.series.conns.len() == KEPT {
-                    p.series.conns.pop_front();
+                let c = &mut p.series.conns;
+                let at = c.partition_point(|x| x.0 <= start);
+                c.insert(at, conn);
+                if c.len() > KEPT {
+                    c.pop_front();
                 }
-                p.series.conns.push_back(conn);
                 p.total = p.total.saturating_add(1);
                 p.last_seen = p.last_seen.max(start);
                 p
@@ -218,26 +240,38 @@ impl Beacons {
                     } else {
                         self.once[0].insert(h);
                     }
-                    return None;
+                    return Vec::new();
                 }
                 if self.pairs.len() >= self.cap() {
                     self.untracked += 1;
-                    return None;
+                    return Vec::new();
                 }
                 let mut conns = VecDeque::with_capacity(4);
                 conns.push_back(conn);
                 self.pairs.entry(h).or_insert(Pair {
-                    series: Box::new(Series { key, conns }),
+                    series: Box::new(Series {
+                        key,
+                        conns,
+                        places,
+                        next: 0,
+                    }),
                     total: 2,
                     last_seen: start,
                 })
             }
         };
-        let n = p.total as usize;
-        if n < min || (n != min && !n.is_multiple_of(8) && !late) {
-            return None;
+        let mut out = Vec::new();
+        judge_due(p, min, now.saturating_sub(GRACE_NS), &mut out);
+        out
+    }
+
+    /// End of the run: every series judged as far as it goes.
+    pub fn finish(&mut self, min: usize) -> Vec<Judged> {
+        let mut out = Vec::new();
+        for p in self.pairs.values_mut() {
+            judge_due(p, min, i64::MAX, &mut out);
         }
-        score_conns(&p.series.conns)
+        out
     }
 
     /// Once an hour of packet time, forget pairs quiet for [`IDLE_NS`].
@@ -268,6 +302,38 @@ impl Beacons {
 
     pub fn pairs(&self) -> usize {
         self.pairs.len()
+    }
+}
+
+/// Judge the series lengths that are due and complete at `cutoff`.
+fn judge_due(p: &mut Pair, min: usize, cutoff: i64, out: &mut Vec<Judged>) {
+    let s = &mut p.series;
+    let min = u32::try_from(min).unwrap_or(u32::MAX).max(3);
+    if s.next == 0 {
+        s.next = min;
+    }
+    // Connections before the kept ones (the first of every pair, and those
+    // that fell off the front) count as earlier than all kept.
+    let before = p.total.saturating_sub(s.conns.len() as u32);
+    let complete = before + s.conns.partition_point(|c| c.0 <= cutoff) as u32;
+    while s.next <= complete {
+        let n = s.next;
+        s.next = if n < 8 { 8 } else { (n / 8 + 1) * 8 };
+        let Some(end) = n.checked_sub(before).map(|e| e as usize) else {
+            continue;
+        };
+        if end == 0 || end > s.conns.len() {
+            continue;
+        }
+        if let Some(score) = score_iter(s.conns.range(..end).map(|&(t, b, c)| (t, u64::from(b), c)))
+        {
+            out.push(Judged {
+                key: s.key,
+                places: s.places,
+                at: s.conns[end - 1].0,
+                score,
+            });
+        }
     }
 }
 

@@ -229,7 +229,8 @@ impl Detectors {
                 self.tcp_flags.flow(&cx, r, &e, &mut self.findings);
             }
             if on(Detector::Beacon) && s.internal && (!d.internal || cx.settings.beacon.internal) {
-                beacon_flow(&cx, &mut self.beacons, r, s, d, &mut self.findings);
+                let now = self.now;
+                beacon_flow(&cx, &mut self.beacons, r, (s, d, now), &mut self.findings);
             }
         }
         self.scan.sweep(self.now);
@@ -261,6 +262,22 @@ impl Detectors {
         self.now = self.now.max(now);
         self.scan.sweep(self.now);
         self.arp.sweep(self.now);
+    }
+
+    /// End of the run: judge what waited for late flows (beacon series).
+    pub fn finish(&mut self) {
+        let cx = Ctx {
+            nets: &self.nets,
+            known: self.known.as_ref(),
+            settings: &self.settings,
+        };
+        if cx.settings.is_on(Detector::Beacon) {
+            let min = cx.settings.beacon.min_connections;
+            for j in self.beacons.finish(min) {
+                beacon_finding(&cx, &j, &mut self.findings);
+            }
+        }
+        self.release();
     }
 
     /// Events ready to write.
@@ -342,8 +359,7 @@ fn beacon_flow(
     cx: &Ctx<'_>,
     beacons: &mut beacon::Beacons,
     r: &FlowRecord,
-    s: Place,
-    d: Place,
+    (s, d, now): (Place, Place, i64),
     out: &mut Vec<Finding>,
 ) {
     let b = &cx.settings.beacon;
@@ -357,20 +373,29 @@ fn beacon_flow(
         proto: r.proto,
         port,
     };
-    let Some(score) = beacons.add(
+    let connected = r.outcome.connected();
+    for j in beacons.add(
         key,
+        (s, d),
         r.start,
         r.bytes_fwd,
-        r.outcome.connected(),
+        connected,
         b.min_connections,
-    ) else {
-        return;
-    };
-    if !beacon::is_beacon(&score, b.min_score, b.min_interval_secs) {
+        now,
+    ) {
+        beacon_finding(cx, &j, out);
+    }
+}
+
+/// A finding for a judged series, when it is a beacon the baseline does
+/// not already know.
+fn beacon_finding(cx: &Ctx<'_>, j: &beacon::Judged, out: &mut Vec<Finding>) {
+    let b = &cx.settings.beacon;
+    let (score, key, (s, d)) = (&j.score, &j.key, j.places);
+    if !beacon::is_beacon(score, b.min_score, b.min_interval_secs) {
         return;
     }
-    let known = cx.known.is_some_and(|k| k.beacon(&key));
-    if known {
+    if cx.known.is_some_and(|k| k.beacon(key)) {
         return;
     }
     let severity = if s.cde {
@@ -378,12 +403,18 @@ fn beacon_flow(
     } else {
         Severity::Medium
     };
-    let mut f = cx.finding(r, s, d, Detector::Beacon, severity, score.score);
+    let mut f = Finding::new(j.at, Detector::Beacon, severity, score.score);
+    f.src_ip = Some(key.src);
+    f.dst_ip = Some(key.dst);
+    f.proto = Some(key.proto);
+    f.dst_port = Some(key.port);
+    f.src_zone = Some(cx.nets.name(s.zone).to_string());
+    f.dst_zone = Some(cx.nets.name(d.zone).to_string());
     f.explanation = format!(
         "{} connects to {} on {} every {} s (±{:.1} s) with requests of about {} bytes, {} times so far: regular check-ins like this are how malware talks to its controller.",
-        r.src_ip,
-        r.dst_ip,
-        event::service_text(r.proto, port),
+        key.src,
+        key.dst,
+        event::service_text(key.proto, key.port),
         if score.median_interval_secs < 10.0 {
             format!("{:.1}", score.median_interval_secs)
         } else {

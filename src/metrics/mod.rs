@@ -89,6 +89,10 @@ pub struct Metrics {
     /// stage: kernel, interface (libpcap statistics) or queue (reader to
     /// worker channel full, live capture).
     pub capture_dropped: IntCounterVec,
+    /// Live capture: capturing now, interruptions, reopens (by interface).
+    pub capture_up: IntGaugeVec,
+    pub capture_errors: IntCounterVec,
+    pub capture_reopens: IntCounterVec,
     pub decode_problems: IntCounterVec,
     pub worker_packets: IntCounterVec,
     pub worker_queue: IntGaugeVec,
@@ -168,6 +172,24 @@ impl Metrics {
                 "segwatch_capture_dropped_packets_total",
                 "Packets lost before analysis, by stage: kernel and interface (libpcap statistics), queue (segwatch's reader found a worker's queue full).",
                 &["stage"],
+            )?,
+            capture_up: gauge_vec(
+                &r,
+                "segwatch_capture_up",
+                "Live capture: 1 while segwatch captures on the interface (open, up, with a carrier); 0 while the interface is down, gone or without carrier and segwatch retries.",
+                &["interface"],
+            )?,
+            capture_errors: counter_vec(
+                &r,
+                "segwatch_capture_errors_total",
+                "Live capture: times the capture stopped receiving (interface set down, without carrier, gone or re-created, or a read error).",
+                &["interface"],
+            )?,
+            capture_reopens: counter_vec(
+                &r,
+                "segwatch_capture_reopens_total",
+                "Live capture: times segwatch opened the interface again after it went down or away.",
+                &["interface"],
             )?,
             decode_problems: counter_vec(
                 &r,
@@ -394,10 +416,20 @@ pub struct ReaderMetrics {
     queue: IntCounter,
     depth: Vec<IntGauge>,
     folded: [u64; 5],
+    m: Arc<Metrics>,
+    /// Live capture's series, resolved once the interface is known.
+    capture: Option<CaptureSeries>,
+}
+
+struct CaptureSeries {
+    up: IntGauge,
+    errors: IntCounter,
+    reopens: IntCounter,
+    folded: [u64; 2],
 }
 
 impl ReaderMetrics {
-    pub fn new(m: &Metrics, workers: usize) -> ReaderMetrics {
+    pub fn new(m: &Arc<Metrics>, workers: usize) -> ReaderMetrics {
         ReaderMetrics {
             packets: m.capture_packets.clone(),
             bytes: m.capture_bytes.clone(),
@@ -408,7 +440,25 @@ impl ReaderMetrics {
                 .map(|w| m.worker_queue.with_label_values(&[&w.to_string()]))
                 .collect(),
             folded: [0; 5],
+            m: Arc::clone(m),
+            capture: None,
         }
+    }
+
+    /// Fold a live capture's state; `/readyz` follows it.
+    pub fn fold_health(&mut self, interface: &str, h: crate::capture::CaptureHealth) {
+        let m = &self.m;
+        let s = self.capture.get_or_insert_with(|| CaptureSeries {
+            up: m.capture_up.with_label_values(&[interface]),
+            errors: m.capture_errors.with_label_values(&[interface]),
+            reopens: m.capture_reopens.with_label_values(&[interface]),
+            folded: [0; 2],
+        });
+        s.up.set(i64::from(h.up));
+        s.errors.inc_by(h.interruptions.saturating_sub(s.folded[0]));
+        s.reopens.inc_by(h.reopens.saturating_sub(s.folded[1]));
+        s.folded = [h.interruptions, h.reopens];
+        m.set_ready(h.up);
     }
 
     /// Fold the reader's totals so far: frames, bytes, kernel and interface
