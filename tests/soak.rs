@@ -42,15 +42,10 @@ const BUFFER_MIB: &str = "1";
 const HTTP_PORT: &str = "8080";
 const HTTP_REQUESTS: usize = 5;
 
-/// MEMORY-CEILING: today the only memory setting is `[flows] max_flows`, so
-/// the ceiling is set here from what the configuration implies, as measured
-/// (2026-11-25, test profile): about 20 MiB for the process and its 1 MiB
-/// ring, 20,000 flows at well under 1 KiB each with their records in flight,
-/// and up to about 180 MiB for the scan detector's per-source windows, which
-/// a spoofed flood fills up to their own fixed cap of 200,000 sources
-/// whatever `max_flows` is (a flood peaks near 206 MiB). When the config
-/// gains a memory ceiling, set it in `config()` and assert against it here.
-const RSS_CEILING_MIB: u64 = 320;
+/// The memory ceiling given in `config()` (`[limits] memory_mib`): segwatch
+/// sizes its flow table and detector state to fit (without it, the scan
+/// detector's per-source windows alone took about 180 MiB under the flood).
+const RSS_CEILING_MIB: u64 = 160;
 
 fn config() -> String {
     // Closed flows end fast so the HTTP records are written during the run;
@@ -58,7 +53,7 @@ fn config() -> String {
     // Small rotated files, all kept: the flood's records rotate the flow
     // file several times a round, and the checks read every piece.
     format!(
-        "[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n[output]\nrotate_mib = 16\nrotate_keep = 10000\n"
+        "[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n[output]\nrotate_mib = 16\nrotate_keep = 10000\n[limits]\nmemory_mib = {RSS_CEILING_MIB}\n"
     )
 }
 
@@ -324,6 +319,9 @@ struct Ctx<'a> {
     round: usize,
     replay: &'a Path,
     watcher: &'a Watcher,
+    /// segwatch's pid and config file (for reloads).
+    pid: u32,
+    config: &'a Path,
 }
 
 /// Requests `http://SERVER:8080/` with curl from the client.
@@ -454,12 +452,44 @@ fn tcpreplay(client: &Netns, args: &[&str], file: &str) -> (u64, f64) {
     (sent, pps)
 }
 
-/// A step of a round. A SIGHUP reload mid-traffic slots in here once
-/// reload exists: `("reload", reload)` between two traffic steps.
+/// SIGHUP with a changed config while the round's HTTP flows are still
+/// open in the flow table: the reload is applied (counted `ok`), and the
+/// round's check later finds every one of those flows.
+fn reload(cx: &Ctx<'_>) {
+    let before = scrape(&cx.lab.monitor).expect("scrape before the reload");
+    let ok = |t: &str| metric(t, "segwatch_config_reloads_total{result=\"ok\"}");
+    // A changed threshold each round, so every reload changes something.
+    let text = format!(
+        "{}[detect]\nsuppress_secs = {}\n",
+        config(),
+        3600 + cx.round
+    );
+    std::fs::write(cx.config, text).expect("config");
+    let sent = Command::new("kill")
+        .args(["-HUP", &cx.pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = scrape(&cx.lab.monitor).expect("/metrics does not answer after SIGHUP");
+        if ok(&now) > ok(&before) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload was not applied:\n{now}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A step of a round.
 type Step = (&'static str, fn(&Ctx<'_>));
 
 const STEPS: &[Step] = &[
     ("http", http),
+    ("reload", reload),
     ("scan", scan),
     ("flood", flood),
     ("replay", replay),
@@ -631,6 +661,8 @@ fn soak(tag: &str, plan: &Plan) {
             round,
             replay: &replay,
             watcher: &watcher,
+            pid,
+            config: &cfg,
         };
         for (name, step) in STEPS {
             watcher.step(name);
