@@ -87,6 +87,41 @@ fn two_hosts(tag: &str) -> Option<Netns> {
     Some(ns)
 }
 
+/// `segwatch run` on the namespace's loopback, judging against `cfg`
+/// (detectors off), writing [events, flows] (and the summary), serving
+/// metrics on `port`; returns once the metrics answer.
+fn judge(
+    ns: &Netns,
+    port: u16,
+    cfg: &Path,
+    [events, flows]: [&Path; 2],
+    summary: Option<&Path>,
+) -> Killed {
+    let mut c = ns.command(env!("CARGO_BIN_EXE_segwatch"));
+    c.args([
+        "run",
+        "--allow-root",
+        "--interface",
+        "lo",
+        "--quiet",
+        "--no-detect",
+    ])
+    .arg("--config")
+    .arg(cfg)
+    .arg("--events")
+    .arg(events)
+    .arg("--flows")
+    .arg(flows)
+    .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+    .stderr(Stdio::piped());
+    if let Some(s) = summary {
+        c.arg("--summary-json").arg(s);
+    }
+    let sensor = Killed(c.spawn().expect("start segwatch run"));
+    wait_for(ns, port, "segwatch_config_last_reload_successful", 1.0);
+    sensor
+}
+
 fn hup(pid: u32) {
     let ok = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
@@ -117,31 +152,8 @@ fn sighup_reloads_the_policy_and_keeps_the_old_one_on_error() {
         dir.path().join("summary.json"),
     );
     std::fs::write(&cfg, config(true)).expect("config");
-    let child = ns
-        .command(env!("CARGO_BIN_EXE_segwatch"))
-        .args([
-            "run",
-            "--allow-root",
-            "--interface",
-            "lo",
-            "--quiet",
-            "--no-detect",
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&events)
-        .arg("--flows")
-        .arg(&flows)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(["--metrics-listen", &format!("127.0.0.1:{PORT}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start segwatch run");
-    let mut sensor = Killed(child);
+    let mut sensor = judge(&ns, PORT, &cfg, [&events, &flows], Some(&summary));
     let pid = sensor.0.id();
-    wait_for(&ns, PORT, "segwatch_config_last_reload_successful", 1.0);
 
     // Allowed by the first policy.
     send(&ns, 3);
@@ -252,28 +264,7 @@ fn a_full_disk_stops_no_capture_and_writing_resumes() {
     std::fs::write(&cfg, config(false).replace("[flows.timeouts]\n", short)).expect("config");
     let events = disk.0.join("events.jsonl");
     let flows = dir.path().join("flows.jsonl");
-    let child = ns
-        .command(env!("CARGO_BIN_EXE_segwatch"))
-        .args([
-            "run",
-            "--allow-root",
-            "--interface",
-            "lo",
-            "--quiet",
-            "--no-detect",
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&events)
-        .arg("--flows")
-        .arg(&flows)
-        .args(["--metrics-listen", &format!("127.0.0.1:{PORT}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start segwatch run");
-    let mut sensor = Killed(child);
-    wait_for(&ns, PORT, "segwatch_config_last_reload_successful", 1.0);
+    let mut sensor = judge(&ns, PORT, &cfg, [&events, &flows], None);
     let failing = "segwatch_output_failing{output=\"events\"}";
 
     // The event file is still empty: its first line needs a page the full
