@@ -26,6 +26,8 @@ fn line<T: serde::Serialize>(w: &mut impl Write, r: &T) -> io::Result<()> {
 /// Where JSON lines go.
 pub struct JsonLinesWriter {
     out: Out,
+    /// Flush standard output after every chunk (live capture).
+    streaming: bool,
     /// Standard output was closed by the reader.
     closed: bool,
     pub written: u64,
@@ -69,6 +71,7 @@ impl JsonLinesWriter {
         };
         Ok(JsonLinesWriter {
             out,
+            streaming: !atomic,
             closed: false,
             written: 0,
         })
@@ -137,7 +140,7 @@ impl JsonLinesWriter {
     pub fn chunk_done(&mut self) -> io::Result<()> {
         match &mut self.out {
             Out::Live(f) => f.flush(),
-            Out::Stream(w) if !self.closed => {
+            Out::Stream(w) if self.streaming && !self.closed => {
                 let flushed = w.flush();
                 self.quiet_on_closed_pipe(flushed)?;
             }
