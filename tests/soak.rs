@@ -612,29 +612,31 @@ fn soak(tag: &str, plan: &Plan) {
         assert!(Instant::now() < deadline, "the HTTP server did not start");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut sensor = lab
-        .monitor
-        .command(&segwatch_bin())
-        .args([
-            "run",
-            "--allow-root",
-            "--interface",
-            MirrorLab::MIRROR_IF,
-            "--quiet",
-        ])
-        .args(["--buffer-mib", BUFFER_MIB, "--metrics-listen", METRICS])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--flows")
-        .arg(&flows)
-        .arg("--events")
-        .arg(&events)
-        .arg("--summary-json")
-        .arg(&summary)
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("start segwatch run");
-    let pid = sensor.id();
+    // Killed on drop: a failed assertion must not leave segwatch running.
+    let mut sensor = Killed(
+        lab.monitor
+            .command(&segwatch_bin())
+            .args([
+                "run",
+                "--allow-root",
+                "--interface",
+                MirrorLab::MIRROR_IF,
+                "--quiet",
+            ])
+            .args(["--buffer-mib", BUFFER_MIB, "--metrics-listen", METRICS])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--flows")
+            .arg(&flows)
+            .arg("--events")
+            .arg(&events)
+            .arg("--summary-json")
+            .arg(&summary)
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start segwatch run"),
+    );
+    let pid = sensor.0.id();
     let stderr_text = || std::fs::read_to_string(&stderr).unwrap_or_default();
     // `ip netns exec` execs the program: the pid is segwatch's own.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -719,7 +721,7 @@ fn soak(tag: &str, plan: &Plan) {
     drop(watcher);
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
     let t = Instant::now();
-    let (status, _) = common::stop(&mut sensor, "TERM", Duration::from_secs(10));
+    let (status, _) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(10));
     let stop_time = t.elapsed();
     let err = stderr_text();
     assert!(!err.contains("panicked"), "segwatch panicked: {err}");
