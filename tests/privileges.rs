@@ -90,18 +90,7 @@ fn drops_to_nobody_in_every_thread_and_keeps_capturing() {
         assert_eq!(field(status, "NoNewPrivs:"), "1", "{name}");
     }
     // Still capturing: a UDP probe to a closed port, refused by ICMP.
-    let probe = format!(
-        "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.sendto(b'x'*10,('{}',9))\n",
-        net.addr(2)
-    );
-    assert!(
-        net.a
-            .command("python3")
-            .args(["-c", &probe])
-            .status()
-            .expect("python3")
-            .success()
-    );
+    udp_probe(&net);
     std::thread::sleep(Duration::from_millis(300));
     let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(5));
     assert!(status.success(), "{err}");
@@ -228,6 +217,19 @@ fn started_unprivileged_with_ambient_capabilities_it_captures() {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", sensor.0.id())).expect("status");
     assert_eq!(field(&status, "CapEff:"), NET_RAW_AND_ADMIN);
+    udp_probe(&net);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(5));
+    assert!(status.success(), "{err}");
+    // Nothing to give up, so no capset (the unit's system call filter forbids it).
+    assert!(!err.contains("cannot give up capabilities"), "{err}");
+    let text = std::fs::read_to_string(&flows).expect("flows");
+    assert!(text.contains("\"dst_port\":9"), "{text}\n{err}");
+}
+
+/// A UDP datagram from host a to a closed port on host b (refused by ICMP):
+/// traffic the sensor must still see after dropping privileges.
+fn udp_probe(net: &VethPair) {
     let probe = format!(
         "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.sendto(b'x'*10,('{}',9))\n",
         net.addr(2)
@@ -240,11 +242,4 @@ fn started_unprivileged_with_ambient_capabilities_it_captures() {
             .expect("python3")
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, err) = common::stop(&mut sensor.0, "TERM", Duration::from_secs(5));
-    assert!(status.success(), "{err}");
-    // Nothing to give up, so no capset (the unit's system call filter forbids it).
-    assert!(!err.contains("cannot give up capabilities"), "{err}");
-    let text = std::fs::read_to_string(&flows).expect("flows");
-    assert!(text.contains("\"dst_port\":9"), "{text}\n{err}");
 }
