@@ -230,7 +230,10 @@ impl Worker {
             });
         }
         for p in prepared.iter_mut() {
-            p.slot = table.lookup(p.hash, &p.key);
+            p.slot = table.candidate(p.hash);
+        }
+        for p in prepared.iter_mut() {
+            p.slot = table.confirm(p.slot, &p.key);
         }
         let mut emit = |flow: &Flow, reason| finished.finish(flow, reason);
         for p in prepared.iter() {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{analyze, cfg, shared_pcaps};
-use segwatch::capture::FileSource;
+use segwatch::capture::{FileSource, FrameSource, Next};
+use segwatch::decode::LinkType;
 use segwatch::flow::Timeouts;
 use segwatch::pipeline::{self, RunHooks};
 
@@ -291,4 +292,79 @@ fn a_real_port_scan_folds_into_a_few_events_that_account_for_every_flow() {
     }
     let seg = s.segmentation.expect("segmentation ran");
     assert_eq!(seg.events.stats.events as usize, events.len());
+}
+
+/// Every frame of a classic pcap file as libpcap reads it: (timestamp in ns,
+/// wire length, bytes, link type), then why libpcap stopped, if not at the end.
+/// (timestamp in ns, wire length, bytes, link type) of a frame.
+type Seen = (i64, u32, Vec<u8>, LinkType);
+
+fn frames_by_libpcap(f: &Path) -> Option<(Vec<Seen>, bool)> {
+    let mut cap = pcap::Capture::from_file_with_precision(f, pcap::Precision::Nano).ok()?;
+    let link = LinkType::from_dlt(cap.get_datalink().0);
+    let mut out = Vec::new();
+    loop {
+        match cap.next_packet() {
+            Ok(p) => out.push((
+                p.header.ts.tv_sec * 1_000_000_000 + p.header.ts.tv_usec,
+                p.header.len,
+                p.data.to_vec(),
+                link,
+            )),
+            Err(pcap::Error::NoMorePackets) => return Some((out, false)),
+            Err(_) => return Some((out, true)),
+        }
+    }
+}
+
+#[test]
+fn classic_pcap_files_read_exactly_as_libpcap_reads_them() {
+    // segwatch reads classic pcap itself (for speed); libpcap is the reference.
+    let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/sample/office.pcap")];
+    if let Some(root) = shared_pcaps() {
+        captures_under(&root, &mut files);
+    } else {
+        eprintln!("../shared/pcaps not present: checking the bundled sample only");
+    }
+    files.sort();
+    let (mut compared, mut frames) = (0, 0);
+    for f in &files {
+        let is_ng = std::fs::read(f).is_ok_and(|b| b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]));
+        if is_ng {
+            continue;
+        }
+        let Some((want, libpcap_failed)) = frames_by_libpcap(f) else {
+            // libpcap refuses the file: so does segwatch, naming it.
+            let err = FileSource::open(std::slice::from_ref(f)).err();
+            assert!(err.is_some(), "{}: libpcap refuses it", f.display());
+            continue;
+        };
+        let mut src = FileSource::open(std::slice::from_ref(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let mut got = Vec::new();
+        while let Next::Frame(fr) = src.next_frame() {
+            got.push((fr.ts_ns, fr.wire_len, fr.data.to_vec(), fr.link));
+        }
+        assert_eq!(got.len(), want.len(), "{}: frame count", f.display());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "{}: frame {i}", f.display());
+        }
+        // (Other problems, such as a link type segwatch does not decode, are
+        // about the frames, not the file.)
+        let stopped_early = src
+            .problems()
+            .iter()
+            .any(|p| p.contains("frames before were"));
+        assert_eq!(
+            stopped_early,
+            libpcap_failed,
+            "{}: a problem is reported exactly when libpcap stops early: {:?}",
+            f.display(),
+            src.problems()
+        );
+        compared += 1;
+        frames += got.len();
+    }
+    eprintln!("{compared} classic pcap files, {frames} frames, identical to libpcap");
+    assert!(compared >= 1);
 }

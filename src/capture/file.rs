@@ -1,5 +1,5 @@
-//! Capture files: classic pcap (microsecond or nanosecond) through libpcap,
-//! pcapng through [`super::pcapng`] (per-interface link types and timestamp
+//! Capture files: classic pcap (microsecond or nanosecond) through
+//! [`super::pcap_file`], pcapng through [`super::pcapng`] (per-interface link types and timestamp
 //! resolutions). Several files are merged into one stream in timestamp order.
 //!
 //! A file that cannot be opened, or that ends in a truncated or corrupt record,
@@ -8,22 +8,16 @@
 use std::io::Read;
 use std::path::Path;
 
-use pcap::{Capture, Offline, Precision};
-
+use super::pcap_file::PcapFile;
 use super::pcapng::PcapNgFile;
-use super::{CaptureError, Frame, FrameSource, Next, header_ts_ns};
+use super::{CaptureError, Frame, FrameSource, Next};
 use crate::decode::LinkType;
 
 /// pcapng files start with a Section Header Block of this type.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 enum Reader {
-    Pcap {
-        cap: Capture<Offline>,
-        link: LinkType,
-        /// Approximate bytes consumed (record headers + captured data).
-        consumed: u64,
-    },
+    Pcap(PcapFile),
     PcapNg(PcapNgFile),
 }
 
@@ -32,47 +26,26 @@ impl Reader {
         let mut magic = [0u8; 4];
         let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let is_ng = file.read_exact(&mut magic).is_ok() && magic == PCAPNG_MAGIC;
+        // Both readers start from the first byte.
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         if is_ng {
-            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            return PcapNgFile::open(file).map(Reader::PcapNg);
+            PcapNgFile::open(file).map(Reader::PcapNg)
+        } else {
+            PcapFile::open(file).map(Reader::Pcap)
         }
-        let cap =
-            Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| e.to_string())?;
-        let link = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(Reader::Pcap {
-            cap,
-            link,
-            consumed: 24,
-        })
     }
 
     /// The next frame, `Ok(None)` at the end of the file.
     fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
         match self {
-            Reader::Pcap {
-                cap,
-                link,
-                consumed,
-            } => match cap.next_packet() {
-                Ok(pkt) => {
-                    *consumed += 16 + pkt.data.len() as u64;
-                    Ok(Some(Frame {
-                        ts_ns: header_ts_ns(pkt.header),
-                        wire_len: pkt.header.len,
-                        data: pkt.data,
-                        link: *link,
-                    }))
-                }
-                Err(pcap::Error::NoMorePackets) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            },
+            Reader::Pcap(pcap) => pcap.next_frame(),
             Reader::PcapNg(ng) => ng.next_frame(),
         }
     }
 
     fn consumed(&self) -> u64 {
         match self {
-            Reader::Pcap { consumed, .. } => *consumed,
+            Reader::Pcap(pcap) => pcap.consumed(),
             Reader::PcapNg(ng) => ng.consumed(),
         }
     }

@@ -1,5 +1,5 @@
 //! Capture sources: live interfaces through libpcap; capture files through
-//! libpcap (pcap) or pcap-parser (pcapng).
+//! segwatch's own reader (pcap) or pcap-parser (pcapng).
 //!
 //! A source yields frames with nanosecond timestamps and their link type; it
 //! never panics on bad input. Problems with a file (corrupt header, truncated
@@ -9,6 +9,7 @@
 pub mod file;
 pub mod interface;
 pub mod live;
+pub mod pcap_file;
 pub mod pcapng;
 
 use thiserror::Error;

@@ -2,6 +2,7 @@
 //! per-worker table with packet-time timeouts and a hard cap, and the records
 //! finished flows become.
 
+pub mod index;
 pub mod key;
 pub mod record;
 pub mod state;
