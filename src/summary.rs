@@ -27,12 +27,49 @@ pub struct HostTotals {
     pub flows: u64,
 }
 
+/// Flows by protocol number and outcome: a fixed table, because it is
+/// counted for every finished flow.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProtoOutcomes(Box<[[u64; Outcome::ALL.len()]; 256]>);
+
+impl Default for ProtoOutcomes {
+    fn default() -> Self {
+        ProtoOutcomes(Box::new([[0; Outcome::ALL.len()]; 256]))
+    }
+}
+
+impl fmt::Debug for ProtoOutcomes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl ProtoOutcomes {
+    pub fn add(&mut self, proto: u8, outcome: Outcome, n: u64) {
+        self.0[usize::from(proto)][outcome as usize] += n;
+    }
+
+    /// The counts that are not zero, by protocol, then outcome.
+    pub fn iter(&self) -> impl Iterator<Item = ((u8, Outcome), u64)> + '_ {
+        (0..=u8::MAX).flat_map(move |p| {
+            Outcome::ALL
+                .iter()
+                .map(move |&o| ((p, o), self.0[usize::from(p)][o as usize]))
+                .filter(|&(_, n)| n > 0)
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
 /// Totals over finished flows.
 #[derive(Clone, Debug, Default)]
 pub struct FlowTotals {
     pub flows: u64,
     /// (protocol number, outcome) → flows.
-    pub by_proto_outcome: BTreeMap<(u8, Outcome), u64>,
+    pub by_proto_outcome: ProtoOutcomes,
     pub hosts: HashMap<IpAddr, HostTotals>,
     /// Flow endpoints not tracked because the host table was full.
     pub untracked_hosts: u64,
@@ -43,10 +80,7 @@ pub struct FlowTotals {
 impl FlowTotals {
     pub fn add(&mut self, r: &FlowRecord) {
         self.flows += 1;
-        *self
-            .by_proto_outcome
-            .entry((r.proto, r.outcome))
-            .or_default() += 1;
+        self.by_proto_outcome.add(r.proto, r.outcome, 1);
         self.host(r.src_ip, r.bytes_fwd, r.bytes_rev);
         self.host(r.dst_ip, r.bytes_rev, r.bytes_fwd);
         self.first_ns = Some(self.first_ns.map_or(r.start, |t| t.min(r.start)));
@@ -77,14 +111,15 @@ impl FlowTotals {
 
     pub fn merge(&mut self, other: FlowTotals) {
         self.flows += other.flows;
-        for (k, v) in other.by_proto_outcome {
-            *self.by_proto_outcome.entry(k).or_default() += v;
+        for ((p, o), n) in other.by_proto_outcome.iter() {
+            self.by_proto_outcome.add(p, o, n);
         }
-        for (ip, h) in other.hosts {
-            let e = self.hosts.entry(ip).or_default();
-            e.bytes_sent += h.bytes_sent;
-            e.bytes_received += h.bytes_received;
-            e.flows += h.flows;
+        if self.hosts.is_empty() {
+            // The first worker's map becomes the total as it is (one worker:
+            // the only one), rather than being copied entry by entry.
+            self.hosts = other.hosts;
+        } else {
+            self.merge_hosts(other.hosts);
         }
         self.untracked_hosts += other.untracked_hosts;
         self.first_ns = match (self.first_ns, other.first_ns) {
@@ -95,6 +130,22 @@ impl FlowTotals {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+    }
+
+    /// Make room at once for the hosts of `flows` more flows (the end of
+    /// capture finishes every flow left), rather than growing step by step.
+    pub fn expect_flows(&mut self, flows: usize) {
+        let room = HOST_CAP.saturating_sub(self.hosts.len());
+        self.hosts.reserve(flows.saturating_mul(2).min(room));
+    }
+
+    fn merge_hosts(&mut self, hosts: HashMap<IpAddr, HostTotals>) {
+        for (ip, h) in hosts {
+            let e = self.hosts.entry(ip).or_default();
+            e.bytes_sent += h.bytes_sent;
+            e.bytes_received += h.bytes_received;
+            e.flows += h.flows;
+        }
     }
 
     /// The `n` hosts with the most bytes (sent + received), ties by address.
@@ -251,7 +302,9 @@ impl RunSummary {
             .flows
             .by_proto_outcome
             .iter()
-            .map(|((p, o), n)| serde_json::json!({"proto": proto_name(*p), "outcome": o, "flows": n}))
+            .map(
+                |((p, o), n)| serde_json::json!({"proto": proto_name(p), "outcome": o, "flows": n}),
+            )
             .collect();
         let top: Vec<_> = self
             .flows
@@ -382,9 +435,8 @@ impl fmt::Display for RunSummary {
         if !self.flows.by_proto_outcome.is_empty() {
             writeln!(f, "  flows by protocol and outcome")?;
             let mut protos: BTreeMap<u8, [u64; 4]> = BTreeMap::new();
-            for ((p, o), n) in &self.flows.by_proto_outcome {
-                let i = Outcome::ALL.iter().position(|x| x == o).unwrap_or(0);
-                protos.entry(*p).or_default()[i] += n;
+            for ((p, o), n) in self.flows.by_proto_outcome.iter() {
+                protos.entry(p).or_default()[o as usize] += n;
             }
             writeln!(
                 f,

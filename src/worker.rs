@@ -43,6 +43,8 @@ struct Prepared {
     side: crate::flow::Side,
     hash: u64,
     facts: PacketFacts,
+    /// The index entry at the flow's home position.
+    home: u64,
     slot: Option<u32>,
 }
 
@@ -226,12 +228,21 @@ impl Worker {
                 key,
                 side,
                 facts,
+                home: 0,
                 slot: None,
             });
         }
+        // Lookups in steps over the whole batch ([`FlowTable::home_entry`]).
         for p in prepared.iter_mut() {
-            p.slot = table.candidate(p.hash);
+            p.home = table.home_entry(p.hash);
         }
+        for p in prepared.iter_mut() {
+            p.slot = table.candidate(p.hash, p.home);
+        }
+        let touched = prepared
+            .iter()
+            .fold(0u64, |acc, p| acc.wrapping_add(table.touch(p.slot)));
+        std::hint::black_box(touched);
         for p in prepared.iter_mut() {
             p.slot = table.confirm(p.slot, &p.key);
         }
@@ -270,6 +281,7 @@ impl Worker {
 
     /// End of capture: finish every flow and report.
     pub fn finish(mut self) -> WorkerReport {
+        self.finished.totals.expect_flows(self.table.len());
         let finished = &mut self.finished;
         self.table.drain(self.now_ns, &mut |flow, reason| {
             finished.finish(flow, reason)

@@ -200,8 +200,9 @@ impl PcapFile {
             if self.eof {
                 return Ok(false);
             }
-            if self.buf.len() - self.start < n {
-                // Move the unread tail to the front: a few bytes, once per buffer.
+            if self.start > 0 {
+                // Move the unread bytes (less than one record) to the front,
+                // so that the read fills the rest of the buffer.
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;

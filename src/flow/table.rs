@@ -155,12 +155,26 @@ impl FlowTable {
             .find(hash, |i| slots[i as usize].flow.key == *key)
     }
 
-    /// The slot a flow with `hash` probably has, from the index alone (one
-    /// cache miss). A batch asks this for all its packets first, then
-    /// [`FlowTable::confirm`]s them, then updates: each step's misses are
-    /// independent, so the CPU overlaps them instead of stalling per packet.
-    pub fn candidate(&self, hash: u64) -> Option<u32> {
-        self.index.candidate(hash)
+    /// Looking a batch up in steps, each over the whole batch, keeps its
+    /// cache misses in flight together instead of stalling packet by packet:
+    /// [`FlowTable::home_entry`] (the index line), [`FlowTable::candidate`],
+    /// [`FlowTable::touch`] (the slot lines), [`FlowTable::confirm`], then
+    /// the update. The first and third steps are loads without branches,
+    /// which is what lets the CPU run ahead (safe Rust has no prefetch).
+    pub fn home_entry(&self, hash: u64) -> u64 {
+        self.index.home_entry(hash)
+    }
+
+    /// The slot a flow with `hash` probably has, from the index alone.
+    pub fn candidate(&self, hash: u64, home_entry: u64) -> Option<u32> {
+        self.index.candidate(hash, home_entry)
+    }
+
+    /// Read the start and the end of a candidate slot (slot 0 when none),
+    /// the cache lines the update needs; the value means nothing.
+    pub fn touch(&self, candidate: Option<u32>) -> u64 {
+        let slot = self.slots.get(candidate.unwrap_or(0) as usize);
+        slot.map_or(0, |s| s.flow.first_ns as u64 ^ s.flow.bytes[1])
     }
 
     /// A [`FlowTable::candidate`] if it holds `key`'s flow (reading the slot).
