@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end throughput of `segwatch analyze` against plain reads of the same
 # file in the same run: a minimal libpcap loop with the same pcap crate
-# (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`; and segwatch
+# (benches/pcap_read.rs) and `tcpdump -r FILE -w /dev/null`; the same
+# minimal loop over segwatch's own file reader (what reading costs segwatch); and segwatch
 # again with a segmentation policy of 1,000 zones and 1,000 rules loaded
 # (judging every flow, writing the events); segwatch serving Prometheus
 # metrics while scraped every 100 ms; and segwatch with every anomaly
@@ -39,8 +40,8 @@ cat "$FILE" > /dev/null   # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
 best_segwatch=999999 best_pcap=999999 best_tcpdump=999999 best_policy=999999 best_metrics=999999
-best_alone=999999 best_baseline=999999
-policy_ratios=() metrics_ratios=() detect_ratios=() baseline_ratios=()
+best_alone=999999 best_baseline=999999 best_own=999999
+policy_ratios=() metrics_ratios=() detect_ratios=() baseline_ratios=() read_ratios=() alone_read_ratios=()
 # segwatch serving metrics while a scraper fetches /metrics every 100 ms
 # (ten times Prometheus's usual rate).
 start_scraper() {
@@ -83,6 +84,11 @@ for r in $(seq "$ROUNDS"); do
   best_baseline=$(echo "if ($b < $best_baseline) $b else $best_baseline" | bc -l)
   t0=$(now); "$READER" "$FILE" > bench-data/pcap_read.out; t1=$(now)
   p=$(echo "$t1 - $t0" | bc -l)
+  read_ratios+=("$(echo "$p / $s" | bc -l)")
+  alone_read_ratios+=("$(echo "$p / $a" | bc -l)")
+  t0=$(now); "$READER" "$FILE" --segwatch-reader > /dev/null; t1=$(now)
+  o=$(echo "$t1 - $t0" | bc -l)
+  best_own=$(echo "if ($o < $best_own) $o else $best_own" | bc -l)
   t0=$(now); tcpdump -q -r "$FILE" -w /dev/null 2>/dev/null; t1=$(now)
   d=$(echo "$t1 - $t0" | bc -l)
   best_segwatch=$(echo "if ($s < $best_segwatch) $s else $best_segwatch" | bc -l)
@@ -90,7 +96,7 @@ for r in $(seq "$ROUNDS"); do
   policy_ratios+=("$(echo "$a / $y" | bc -l)")
   best_pcap=$(echo "if ($p < $best_pcap) $p else $best_pcap" | bc -l)
   best_tcpdump=$(echo "if ($d < $best_tcpdump) $d else $best_tcpdump" | bc -l)
-  printf 'round %d: segwatch %.3fs  alone %.3fs  +baseline %.3fs  pcap_read %.3fs  tcpdump %.3fs  +policy %.3fs  +metrics %.3fs\n' "$r" "$s" "$a" "$b" "$p" "$d" "$y" "$m"
+  printf 'round %d: segwatch %.3fs  alone %.3fs  +baseline %.3fs  pcap_read %.3fs  own reader %.3fs  tcpdump %.3fs  +policy %.3fs  +metrics %.3fs\n' "$r" "$s" "$a" "$b" "$p" "$o" "$d" "$y" "$m"
 done
 frames=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' bench-data/pcap_read.out)
 flows=$(python3 -c 'import json,sys; print(json.load(open("bench-data/summary.json"))["flows"])')
@@ -99,14 +105,16 @@ rss=$( { /usr/bin/time -f '%M' $SEGWATCH analyze "$FILE" --quiet ${WORKERS:+--wo
 echo
 echo "file: $FILE ($frames packets, $flows flows), segwatch workers: $workers, best of $ROUNDS"
 printf '%-22s %10s %14s\n' "" "seconds" "packets/s"
-for row in "segwatch analyze:$best_segwatch" "pipeline alone:$best_alone" "with a baseline:$best_baseline" "pcap crate read:$best_pcap" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy" "segwatch + metrics:$best_metrics"; do
+for row in "segwatch analyze:$best_segwatch" "pipeline alone:$best_alone" "with a baseline:$best_baseline" "pcap crate read:$best_pcap" "segwatch reader alone:$best_own" "tcpdump -w /dev/null:$best_tcpdump" "segwatch + policy:$best_policy" "segwatch + metrics:$best_metrics"; do
   name=${row%%:*}; t=${row##*:}
   printf '%-22s %10.3f %14.0f\n' "$name" "$t" "$(echo "$frames / $t" | bc -l)"
 done
 printf 'ratio segwatch / pcap crate read: %.2f\n' "$(echo "$best_pcap / $best_segwatch" | bc -l)"
+printf 'ratio segwatch reader alone / pcap crate read: %.2f\n' "$(echo "$best_pcap / $best_own" | bc -l)"
 printf 'ratio segwatch / tcpdump:         %.2f\n' "$(echo "$best_tcpdump / $best_segwatch" | bc -l)"
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}'; }
-printf 'ratio pipeline alone / pcap read: %.2f\n' "$(echo "$best_pcap / $best_alone" | bc -l)"
+printf 'ratio segwatch / pcap crate read, median of the rounds: %s\n' "$(median "${read_ratios[@]}")"
+printf 'ratio pipeline alone / pcap read: %.2f best, %s median of the rounds\n' "$(echo "$best_pcap / $best_alone" | bc -l)" "$(median "${alone_read_ratios[@]}")"
 printf 'ratio detectors, no baseline / pipeline alone: %.2f best of %d, %s median of the rounds\n' \
   "$(echo "$best_alone / $best_segwatch" | bc -l)" "$ROUNDS" "$(median "${detect_ratios[@]}")"
 printf 'ratio all detectors + baseline / pipeline alone: %.2f best of %d, %s median of the rounds (%s anomaly events)\n' \
