@@ -150,13 +150,19 @@ impl FlowTotals {
 
     /// The `n` hosts with the most bytes (sent + received), ties by address.
     pub fn top_talkers(&self, n: usize) -> Vec<(IpAddr, HostTotals)> {
-        let mut v: Vec<_> = self.hosts.iter().map(|(ip, h)| (*ip, *h)).collect();
-        v.sort_by(|a, b| {
+        let order = |a: &(IpAddr, HostTotals), b: &(IpAddr, HostTotals)| {
             (b.1.bytes_sent + b.1.bytes_received)
                 .cmp(&(a.1.bytes_sent + a.1.bytes_received))
                 .then(a.0.cmp(&b.0))
-        });
-        v.truncate(n);
+        };
+        let mut v: Vec<_> = self.hosts.iter().map(|(ip, h)| (*ip, *h)).collect();
+        // Select the first n in linear time, then sort only those: hosts
+        // can number hundreds of thousands.
+        if n < v.len() {
+            v.select_nth_unstable_by(n, order);
+            v.truncate(n);
+        }
+        v.sort_by(order);
         v
     }
 }
@@ -599,5 +605,48 @@ impl fmt::Display for RunSummary {
             None => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(hosts: &[(u8, u64)]) -> FlowTotals {
+        let mut t = FlowTotals::default();
+        for &(last, bytes) in hosts {
+            t.host(IpAddr::from([10, 0, 0, last]), bytes, 0);
+        }
+        t
+    }
+
+    #[test]
+    fn top_talkers_by_bytes_then_address() {
+        let t = totals(&[(5, 10), (1, 300), (9, 50), (3, 50), (7, 1), (2, 300)]);
+        let ips = |v: Vec<(IpAddr, HostTotals)>| -> Vec<String> {
+            v.into_iter().map(|(ip, _)| ip.to_string()).collect()
+        };
+        assert_eq!(ips(t.top_talkers(3)), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(ips(t.top_talkers(6)).len(), 6);
+        assert_eq!(ips(t.top_talkers(6))[5], "10.0.0.7");
+        assert_eq!(ips(t.top_talkers(60)), ips(t.top_talkers(6)));
+        assert!(t.top_talkers(0).is_empty());
+    }
+
+    #[test]
+    fn flows_by_protocol_and_outcome_count_and_merge() {
+        let mut a = ProtoOutcomes::default();
+        assert!(a.is_empty());
+        a.add(17, Outcome::Established, 2);
+        a.add(6, Outcome::Closed, 1);
+        let mut b = ProtoOutcomes::default();
+        b.add(6, Outcome::Closed, 4);
+        for ((p, o), n) in b.iter() {
+            a.add(p, o, n);
+        }
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![((6, Outcome::Closed), 5), ((17, Outcome::Established), 2)]
+        );
     }
 }
