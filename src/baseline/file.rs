@@ -29,7 +29,7 @@ pub enum BaselineError {
     Write { path: PathBuf, reason: String },
 }
 
-/// The fields every version has, read first to pick the parser.
+/// The fields every version has: what a file that does not parse says it is.
 #[derive(Deserialize)]
 struct Header {
     schema: Option<String>,
@@ -57,7 +57,16 @@ impl Baseline {
             fix: fix.to_string(),
         };
         let relearn = "re-learn it with `segwatch learn` (the file is not a usable baseline)";
-        let header: Header = serde_json::from_str(text).map_err(|e| invalid(&e, relearn))?;
+        // One parse of the whole file (it can be megabytes); only when it
+        // fails is the header read on its own, to say why in its terms.
+        let parsed = serde_json::from_str::<Baseline>(text);
+        let header = match &parsed {
+            Ok(b) => Header {
+                schema: Some(b.schema.clone()),
+                version: Some(b.version),
+            },
+            Err(e) => serde_json::from_str(text).map_err(|_| invalid(e, relearn))?,
+        };
         let wrong = |message: String, fix: &str| BaselineError::Invalid {
             path: path.to_path_buf(),
             line: 1,
@@ -90,8 +99,7 @@ impl Baseline {
                 ));
             }
         }
-        let b: Baseline = serde_json::from_str(text).map_err(|e| invalid(&e, relearn))?;
-        Ok(b)
+        parsed.map_err(|e| invalid(&e, relearn))
     }
 
     /// The file form: JSON with one line per zone, host and ARP binding, so
