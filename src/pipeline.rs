@@ -443,9 +443,14 @@ fn read_loop(
             d.queue_depths(),
         );
     };
+    let mut stopping = false;
     loop {
-        if hooks.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            break;
+        if !stopping && hooks.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            // A live source reads out what the kernel still holds, then ends.
+            if !source.stop() {
+                break;
+            }
+            stopping = true;
         }
         match source.next_frame() {
             Next::Frame(frame) => {

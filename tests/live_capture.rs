@@ -163,6 +163,41 @@ fn a_silent_interface_still_stops_on_sigterm() {
     assert!(status.success(), "{err}");
 }
 
+/// In block mode (the default) the kernel holds packets in a block until
+/// it is full or the read timeout retires it: packets sent just before
+/// SIGTERM are still analysed, because segwatch reads until that block is out.
+#[test]
+fn the_last_packets_before_sigterm_are_kept() {
+    let Some(ns) = Netns::create("lastblk") else {
+        eprintln!("skipped: cannot create network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows.jsonl");
+    let mut sensor = ns
+        .command(env!("CARGO_BIN_EXE_segwatch"))
+        .args(["run", "--allow-root", "--interface", "lo", "--quiet"])
+        .args(["--no-metrics", "--filter", "udp"])
+        .arg("--flows")
+        .arg(&flows)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start segwatch run");
+    std::thread::sleep(Duration::from_millis(1500));
+    let send = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor p in range(7101, 7111): s.sendto(b'last', ('127.0.0.1', p))\n";
+    let sent = ns.command("python3").args(["-c", send]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "send the datagrams");
+    let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(3));
+    assert!(status.success(), "{err}");
+    let mut ports: Vec<u64> = common::read_records(&flows)
+        .iter()
+        .filter_map(|r| r["dst_port"].as_u64())
+        .filter(|p| (7101..=7110).contains(p))
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (7101..=7110).collect::<Vec<u64>>(), "{err}");
+}
+
 const ECHO_SERVER: &str = r#"
 import socket, threading, time
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("198.18.77.2", 9999))

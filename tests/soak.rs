@@ -52,8 +52,11 @@ fn config() -> String {
     // the half-open timeout stays at its default so the flood must evict.
     // Small rotated files, all kept: the flood's records rotate the flow
     // file several times a round, and the checks read every piece.
+    // Immediate delivery: in the default block mode segwatch keeps up with
+    // tcpreplay's top speed here, and the bursts must overflow the ring to
+    // check the drop counters.
     format!(
-        "[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n[output]\nrotate_mib = 16\nrotate_keep = 10000\n[limits]\nmemory_mib = {RSS_CEILING_MIB}\n"
+        "[flows]\nmax_flows = {MAX_FLOWS}\n[flows.timeouts]\ntcp_closed = 2\n[output]\nrotate_mib = 16\nrotate_keep = 10000\n[limits]\nmemory_mib = {RSS_CEILING_MIB}\n[capture]\nimmediate = true\n"
     )
 }
 

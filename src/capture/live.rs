@@ -8,6 +8,13 @@
 //! doubling to 30 s; a cheap look every read timeout (100 ms) tries at once
 //! when the interface comes back, so recovery does not wait out the backoff. libpcap's statistics start again with each handle;
 //! [`LiveSource::stats`] adds up those of the closed ones.
+//!
+//! In block mode (`immediate = false`) the kernel hands packets over in
+//! blocks, and a block is only readable once full or once the read timeout
+//! retires it. So a handle is never dropped at once: when the interface
+//! fails, and when the run stops, the source goes on reading for one read
+//! timeout (plus a margin) and only then lets the handle go, so the frames
+//! of the last, unfinished block are analysed rather than lost.
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +49,7 @@ impl Default for LiveOptions {
             snaplen: 262_144,
             buffer_bytes: 64 << 20,
             filter: String::new(),
-            immediate: true,
+            immediate: false,
             timeout_ms: 100,
         }
     }
@@ -53,6 +60,10 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a quiet capture checks that its interface is still there and up.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Past the read timeout, how long to wait for the kernel to retire the last block.
+const DRAIN_MARGIN: Duration = Duration::from_millis(50);
+/// Between reads of a handle being drained.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// Whether the capture is running, and how often it was interrupted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,6 +111,18 @@ pub struct LiveSource {
     /// Statistics of the handles closed so far, and of the current one.
     closed_stats: CaptureStats,
     handle_stats: CaptureStats,
+    /// The handle is being drained before it is dropped ([module docs](self)).
+    draining: Option<Drain>,
+    /// The run is stopping: the source ends once drained.
+    stopping: bool,
+}
+
+/// A handle on its way out: read until `until`, then drop it.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    until: Instant,
+    /// Reopen at once afterwards (the interface was re-created).
+    retry_now: bool,
 }
 
 /// Open a handle with every option applied.
@@ -186,6 +209,8 @@ impl LiveSource {
             carrier_lost: false,
             closed_stats: CaptureStats::default(),
             handle_stats: CaptureStats::default(),
+            draining: None,
+            stopping: false,
             handle: Some(handle),
         };
         // A carrier still coming up is not an interruption.
@@ -201,8 +226,43 @@ impl LiveSource {
         &self.opts.interface
     }
 
-    /// Stop using the handle; reopen it after [`RETRY_FIRST`].
-    fn close(&mut self, why: &str) {
+    /// Stop capturing on the handle: count the interruption now, drop the
+    /// handle once drained ([`LiveSource::release`]), then reopen it after
+    /// [`RETRY_FIRST`] (at once with `retry_now`).
+    fn close(&mut self, why: &str, retry_now: bool) {
+        if self.handle.is_none() || self.draining.is_some() {
+            return;
+        }
+        if self.health.up {
+            self.health.interruptions += 1;
+        }
+        self.health.up = false;
+        self.down_since.get_or_insert_with(Instant::now);
+        self.drained = false;
+        self.was_usable = false;
+        self.carrier_lost = false;
+        tracing::warn!(
+            interface = %self.opts.interface,
+            "capture interrupted: {why}; reopening it by name (first retry in {RETRY_FIRST:?}, then backing off to {RETRY_MAX:?})"
+        );
+        self.start_drain(retry_now);
+    }
+
+    /// Read what the handle still holds before dropping it: in block mode
+    /// until the kernel has retired its last block; in immediate mode until
+    /// nothing is buffered. Either way for one read timeout at most.
+    fn start_drain(&mut self, retry_now: bool) {
+        self.draining = Some(Drain {
+            until: Instant::now() + self.wait + DRAIN_MARGIN,
+            retry_now,
+        });
+    }
+
+    /// Drop the handle (drained), keeping its statistics.
+    fn release(&mut self) {
+        let Some(drain) = self.draining.take() else {
+            return;
+        };
         let Some(mut h) = self.handle.take() else {
             return;
         };
@@ -211,20 +271,13 @@ impl LiveSource {
         }
         self.closed_stats = add(self.closed_stats, self.handle_stats);
         self.handle_stats = CaptureStats::default();
-        if self.health.up {
-            self.health.interruptions += 1;
-        }
-        self.health.up = false;
-        self.down_since.get_or_insert_with(Instant::now);
-        self.retry_at = Instant::now() + RETRY_FIRST;
+        let now = Instant::now();
+        self.retry_at = if drain.retry_now {
+            now
+        } else {
+            now + RETRY_FIRST
+        };
         self.retry_delay = RETRY_FIRST * 2;
-        self.drained = false;
-        self.was_usable = false;
-        self.carrier_lost = false;
-        tracing::warn!(
-            interface = %self.opts.interface,
-            "capture interrupted: {why}; reopening it by name (first retry in {RETRY_FIRST:?}, then backing off to {RETRY_MAX:?})"
-        );
     }
 
     /// Look at the interface; false when the handle was closed.
@@ -234,13 +287,10 @@ impl LiveSource {
             return false;
         };
         match interface::state(&h.cap, &self.opts.interface, h.ifindex) {
-            InterfaceState::Gone => self.close("the interface is gone"),
-            InterfaceState::Replaced => {
-                self.close("the interface was re-created");
-                // A new interface under the name is there already.
-                self.retry_at = Instant::now();
-            }
-            InterfaceState::AdminDown => self.close("the interface was set down"),
+            InterfaceState::Gone => self.close("the interface is gone", false),
+            // A new interface under the name is there already.
+            InterfaceState::Replaced => self.close("the interface was re-created", true),
+            InterfaceState::AdminDown => self.close("the interface was set down", false),
             InterfaceState::NoCarrier => {
                 // The handle works again once the carrier is back.
                 if self.health.up {
@@ -258,7 +308,7 @@ impl LiveSource {
                 self.health.up = true;
             }
         }
-        self.handle.is_some()
+        self.handle.is_some() && self.draining.is_none()
     }
 
     /// Interface down or gone: wait for the next attempt (at most one read
@@ -320,12 +370,20 @@ impl LiveSource {
 impl FrameSource for LiveSource {
     fn next_frame(&mut self) -> Next<'_> {
         if let Some(why) = self.failed.take() {
-            self.close(&format!("reading failed: {why}"));
+            self.close(&format!("reading failed: {why}"), false);
+        }
+        if self.draining.is_some_and(|d| Instant::now() >= d.until) {
+            self.release();
         }
         if self.handle.is_none() {
+            if self.stopping {
+                return Next::End;
+            }
             return self.retry();
         }
-        if self.drained {
+        if self.draining.is_some() {
+            // Read on without waiting for the socket (it may be in error).
+        } else if self.drained {
             self.drained = false;
             let (ready, trouble) = match &self.handle {
                 Some(h) => {
@@ -366,8 +424,11 @@ impl FrameSource for LiveSource {
         };
         match h.cap.next_packet() {
             Ok(pkt) => {
-                // Frames arriving prove the interface works again.
-                self.health.up = true;
+                // Frames arriving prove the interface works again (unless
+                // they are the last of a handle being drained).
+                if self.draining.is_none() {
+                    self.health.up = true;
+                }
                 Next::Frame(Frame {
                     ts_ns: header_ts_ns(pkt.header),
                     wire_len: pkt.header.len,
@@ -376,15 +437,46 @@ impl FrameSource for LiveSource {
                 })
             }
             // Nothing buffered: the next call waits for more.
-            Err(pcap::Error::TimeoutExpired) => {
-                self.drained = true;
-                Next::Again
-            }
-            Err(e) => {
-                self.failed = Some(e.to_string());
-                Next::Idle
-            }
+            Err(pcap::Error::TimeoutExpired) => match &mut self.draining {
+                Some(d) if !self.opts.immediate && d.until > Instant::now() => {
+                    std::thread::sleep(DRAIN_POLL.min(d.until - Instant::now()));
+                    Next::Idle
+                }
+                Some(d) => {
+                    d.until = Instant::now();
+                    Next::Again
+                }
+                None => {
+                    self.drained = true;
+                    Next::Again
+                }
+            },
+            Err(e) => match &mut self.draining {
+                // The socket reports the interface's failure again, but the
+                // kernel still retires the last block: wait for it.
+                Some(d) if !self.opts.immediate && d.until > Instant::now() => {
+                    tracing::debug!(interface = %self.opts.interface, "draining: {e}");
+                    std::thread::sleep(DRAIN_POLL.min(d.until - Instant::now()));
+                    Next::Idle
+                }
+                Some(d) => {
+                    d.until = Instant::now();
+                    Next::Again
+                }
+                None => {
+                    self.failed = Some(e.to_string());
+                    Next::Idle
+                }
+            },
         }
+    }
+
+    fn stop(&mut self) -> bool {
+        self.stopping = true;
+        if self.draining.is_none() && self.handle.is_some() {
+            self.start_drain(false);
+        }
+        true
     }
 
     fn is_live(&self) -> bool {

@@ -54,6 +54,12 @@ pub trait FrameSource {
     fn next_frame(&mut self) -> Next<'_>;
     /// True for live capture (drop rather than wait when workers fall behind).
     fn is_live(&self) -> bool;
+    /// The run is stopping. True: the source hands out what it still holds
+    /// (briefly) and then ends with [`Next::End`]; false (the default): stop
+    /// reading now.
+    fn stop(&mut self) -> bool {
+        false
+    }
     /// Drops reported by the kernel and interface (live only).
     fn stats(&mut self) -> CaptureStats {
         CaptureStats::default()

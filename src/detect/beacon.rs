@@ -64,8 +64,11 @@ pub struct Judged {
 }
 
 /// A pair seen at least twice. Pairs seen once (most of them) are only a
-/// hash in [`Beacons::once`]: their first connection is not kept (a series
-/// starts at the second), which keeps the per-flow cost to one small probe.
+/// hash and their one connection in [`Beacons::once`], which keeps the
+/// per-flow cost to one small probe. The connection is kept (not only the
+/// hash) so that a series holds every connection whatever order flows are
+/// handed over in: with several workers that order varies, and a series
+/// missing whichever connection happened to come first scored differently.
 #[derive(Clone, Debug)]
 struct Pair {
     series: Box<Series>,
@@ -95,7 +98,7 @@ pub struct Beacons {
     pairs: HashMap<u64, Pair>,
     /// Pairs seen once, this hour and the hour before (so pairs up to an
     /// hour or two apart are still paired up).
-    once: [hashbrown::HashSet<u64>; 2],
+    once: [HashMap<u64, Conn>; 2],
     hasher: ahash::RandomState,
     pub untracked: u64,
     last_sweep_hour: i64,
@@ -233,21 +236,22 @@ impl Beacons {
                 p
             }
             None => {
-                let seen = self.once[0].remove(&h) || self.once[1].remove(&h);
-                if !seen {
+                let Some(first) = self.once[0].remove(&h).or_else(|| self.once[1].remove(&h))
+                else {
                     if self.once[0].len() >= self.cap() {
                         self.untracked += 1;
                     } else {
-                        self.once[0].insert(h);
+                        self.once[0].insert(h, conn);
                     }
                     return Vec::new();
-                }
+                };
                 if self.pairs.len() >= self.cap() {
                     self.untracked += 1;
                     return Vec::new();
                 }
                 let mut conns = VecDeque::with_capacity(4);
-                conns.push_back(conn);
+                conns.push_back(first.min(conn));
+                conns.push_back(first.max(conn));
                 self.pairs.entry(h).or_insert(Pair {
                     series: Box::new(Series {
                         key,
@@ -256,7 +260,7 @@ impl Beacons {
                         next: 0,
                     }),
                     total: 2,
-                    last_seen: start,
+                    last_seen: start.max(first.0),
                 })
             }
         };
