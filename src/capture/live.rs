@@ -125,6 +125,21 @@ struct Drain {
     retry_now: bool,
 }
 
+impl Drain {
+    /// A read gave nothing: in block mode wait for the kernel to retire its
+    /// last block, until the deadline; otherwise the handle is done.
+    fn nothing_read(&mut self, block_mode: bool) -> Next<'static> {
+        let now = Instant::now();
+        if block_mode && self.until > now {
+            std::thread::sleep(DRAIN_POLL.min(self.until - now));
+            Next::Idle
+        } else {
+            self.until = now;
+            Next::Again
+        }
+    }
+}
+
 /// Open a handle with every option applied.
 fn open_handle(opts: &LiveOptions) -> Result<Handle, CaptureError> {
     let open_err = |e: pcap::Error| {
@@ -438,14 +453,7 @@ impl FrameSource for LiveSource {
             }
             // Nothing buffered: the next call waits for more.
             Err(pcap::Error::TimeoutExpired) => match &mut self.draining {
-                Some(d) if !self.opts.immediate && d.until > Instant::now() => {
-                    std::thread::sleep(DRAIN_POLL.min(d.until - Instant::now()));
-                    Next::Idle
-                }
-                Some(d) => {
-                    d.until = Instant::now();
-                    Next::Again
-                }
+                Some(d) => d.nothing_read(!self.opts.immediate),
                 None => {
                     self.drained = true;
                     Next::Again
@@ -454,14 +462,9 @@ impl FrameSource for LiveSource {
             Err(e) => match &mut self.draining {
                 // The socket reports the interface's failure again, but the
                 // kernel still retires the last block: wait for it.
-                Some(d) if !self.opts.immediate && d.until > Instant::now() => {
-                    tracing::debug!(interface = %self.opts.interface, "draining: {e}");
-                    std::thread::sleep(DRAIN_POLL.min(d.until - Instant::now()));
-                    Next::Idle
-                }
                 Some(d) => {
-                    d.until = Instant::now();
-                    Next::Again
+                    tracing::debug!(interface = %self.opts.interface, "draining: {e}");
+                    d.nothing_read(!self.opts.immediate)
                 }
                 None => {
                     self.failed = Some(e.to_string());
