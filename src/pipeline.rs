@@ -208,12 +208,21 @@ pub fn run(
         ..RunSummary::default()
     };
 
+    let analysis_failed = AtomicBool::new(false);
+    let analysis_failed = &analysis_failed;
     let (reports, dispatch_stats, analysis_result) = std::thread::scope(|scope| {
         let (record_tx, record_rx) = bounded(64);
         let analyzer = analysis.map(|setup| {
             std::thread::Builder::new()
                 .name("segwatch-analysis".into())
-                .spawn_scoped(scope, move || crate::analysis::run(record_rx, setup))
+                .spawn_scoped(scope, move || {
+                    let r = crate::analysis::run(record_rx, setup);
+                    // No use reading on: an output cannot be written.
+                    if r.is_err() {
+                        analysis_failed.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
         });
         let (recycle_tx, recycle_rx) = unbounded();
         let mut senders = Vec::with_capacity(workers);
@@ -271,7 +280,7 @@ pub fn run(
             source,
             &mut dispatcher,
             &mut summary,
-            (&hooks, watchdog.as_mut()),
+            (&hooks, watchdog.as_mut(), analysis_failed),
             live,
         );
         let dispatch_stats = dispatcher.finish();
@@ -389,7 +398,7 @@ fn read_loop(
     source: &mut dyn FrameSource,
     dispatcher: &mut Dispatcher,
     summary: &mut RunSummary,
-    (hooks, mut watchdog): (&RunHooks<'_>, Option<&mut Watchdog>),
+    (hooks, mut watchdog, analysis_failed): (&RunHooks<'_>, Option<&mut Watchdog>, &AtomicBool),
     live: bool,
 ) {
     // Resident memory once a second, with the ceiling's pressure.
@@ -459,6 +468,9 @@ fn read_loop(
                 dispatcher.push(&frame);
                 n += 1;
                 if n.is_multiple_of(1024) {
+                    if analysis_failed.load(Ordering::Relaxed) {
+                        break;
+                    }
                     dispatcher.tick();
                     if live && last_flush.elapsed() >= LIVE_FLUSH {
                         dispatcher.flush();
@@ -474,6 +486,9 @@ fn read_loop(
                 }
             }
             Next::Idle => {
+                if analysis_failed.load(Ordering::Relaxed) {
+                    break;
+                }
                 // A quiet interface: let wall-clock time stand in for packet
                 // time, so idle flows still end and are reported.
                 dispatcher.advance_clock(wall_clock_ns());

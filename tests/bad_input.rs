@@ -297,10 +297,29 @@ fn corrupt_baselines_are_refused_with_the_file_and_a_fix() {
         ),
     ];
     let b = dir.path().join("b.json");
+    let flows = dir.path().join("flows.jsonl");
+    let events = dir.path().join("events.jsonl");
     for (body, needles) in cases {
         std::fs::write(&b, body).expect("write");
-        let out = segwatch(&["analyze", s(&sample), "--baseline", s(&b), "-q"]);
+        // Refused before any output file (finished or partial) is made.
+        let out = segwatch(&[
+            "analyze",
+            s(&sample),
+            "--baseline",
+            s(&b),
+            "-q",
+            "--flows",
+            s(&flows),
+            "--events",
+            s(&events),
+        ]);
         refused(&out, needles);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("b.json")]);
         let out = segwatch(&["baseline", "show", s(&b)]);
         refused(&out, needles);
     }

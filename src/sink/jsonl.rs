@@ -33,13 +33,28 @@ pub struct JsonLinesWriter {
     pub written: u64,
 }
 
+/// A capture file's output under its temporary name, removed if the run
+/// fails before it is complete (no `.partial` file is left behind).
+struct Partial {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 enum Out {
     /// Standard output.
     Stream(BufWriter<io::Stdout>),
     /// A capture file's output: a temporary name renamed at the end.
     Atomic {
         out: BufWriter<File>,
-        tmp: PathBuf,
+        tmp: Partial,
         path: PathBuf,
     },
     /// Live capture: appended, rotated, and never fatal once open.
@@ -63,7 +78,10 @@ impl JsonLinesWriter {
             let file = File::create(&tmp).map_err(|e| cannot(&tmp, e))?;
             Out::Atomic {
                 out: BufWriter::with_capacity(1 << 20, file),
-                tmp,
+                tmp: Partial {
+                    path: tmp,
+                    keep: false,
+                },
                 path: path.to_path_buf(),
             }
         } else {
@@ -122,11 +140,13 @@ impl JsonLinesWriter {
                 self.out = Out::Stream(w);
                 self.quiet_on_closed_pipe(flushed)?;
             }
-            Out::Atomic { out, tmp, path } => {
+            Out::Atomic { out, mut tmp, path } => {
                 let file = out.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 drop(file);
-                std::fs::rename(&tmp, &path)?;
+                // Complete now: kept even if it cannot be moved into place.
+                tmp.keep = true;
+                std::fs::rename(&tmp.path, &path)?;
             }
             Out::Live(f) => {
                 let lost = f.finish()?;
@@ -158,5 +178,29 @@ impl JsonLinesWriter {
             self.chunk_done()?;
         }
         self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_files_output_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let partial = dir.path().join("out.jsonl.partial");
+        // A run that fails: the writer is dropped unfinished.
+        let mut w = JsonLinesWriter::create(&path, true, Rotation::default()).expect("create");
+        w.write(&serde_json::json!({"n": 1})).expect("write");
+        assert!(partial.exists());
+        drop(w);
+        assert!(!partial.exists() && !path.exists());
+        // A run that ends: moved into place.
+        let mut w = JsonLinesWriter::create(&path, true, Rotation::default()).expect("create");
+        w.write(&serde_json::json!({"n": 2})).expect("write");
+        assert_eq!(w.finish().expect("finish"), 1);
+        assert!(!partial.exists());
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"n\":2}\n");
     }
 }
