@@ -54,6 +54,10 @@ pub struct ArpFact {
 pub struct Chunk {
     pub flows: Vec<FlowRecord>,
     pub arp: Vec<ArpFact>,
+    /// The worker that sent it, and its packet clock then: every flow it
+    /// still holds ended after that clock less the longest timeout.
+    pub worker: usize,
+    pub clock_ns: i64,
 }
 
 /// Learning a baseline on this thread.
@@ -87,6 +91,9 @@ pub struct AnalysisSetup {
     /// Violation windows stay open this long past their end (the longest
     /// flow timeout), for flows that started in them to arrive.
     pub hold_ns: i64,
+    /// Worker threads sending chunks (for the watermark of packet time
+    /// that all of them have passed).
+    pub workers: usize,
     pub events_out: Option<JsonLinesWriter>,
     pub flows_out: Option<JsonLinesWriter>,
     /// Live capture: wall-clock time closes windows when the wire is quiet.
@@ -280,6 +287,7 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
     let AnalysisSetup {
         policy,
         hold_ns,
+        workers,
         events_out,
         mut flows_out,
         live,
@@ -290,6 +298,12 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         pressure,
         dedup_cap,
     } = setup;
+    if let Some(d) = detectors.as_mut() {
+        d.set_flow_timeout(hold_ns);
+    }
+    // Each worker's packet clock, from its chunks: the slowest is how far
+    // every worker has got (beacon series are judged up to there).
+    let mut clocks = vec![i64::MIN; workers.max(1)];
     let mut pressure_seen = 0;
     let mut out = EventOutput::new(events_out);
     let mut seg = policy.map(|p| Segmentation::new(p, hold_ns, metrics.as_ref()));
@@ -312,13 +326,16 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
         );
     }
     let mut now = i64::MIN;
+    let mut last_tick = std::time::Instant::now();
     loop {
         let next = if live {
             rx.recv_timeout(LIVE_TICK)
         } else {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
-        match next {
+        // Live: once a second whether or not chunks come (workers send one
+        // a second even when idle, to give their clock).
+        let tick = match next {
             Ok(chunk) => {
                 if let Some(s) = &mut seg {
                     s.judge(&chunk.flows);
@@ -340,7 +357,11 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
                     l.setup.learner.flows_done(&chunk.flows);
                     l.setup.learner.arp(&chunk.arp);
                 }
+                if let Some(c) = clocks.get_mut(chunk.worker) {
+                    *c = (*c).max(chunk.clock_ns);
+                }
                 if let Some(d) = &mut detectors {
+                    d.set_watermark(clocks.iter().copied().min().unwrap_or(i64::MIN));
                     d.flows(&chunk.flows);
                     d.arp(&chunk.arp);
                 }
@@ -350,21 +371,24 @@ pub fn run(rx: Receiver<Chunk>, setup: AnalysisSetup) -> io::Result<AnalysisRepo
                     }
                     w.chunk_done()?;
                 }
+                live && last_tick.elapsed() >= LIVE_TICK
             }
-            Err(RecvTimeoutError::Timeout) => {
-                now = now.max(crate::pipeline::wall_clock_ns());
-                // A flow file that failed is retried even when no flow ends.
-                if let Some(w) = &mut flows_out {
-                    w.chunk_done()?;
-                }
-                if let Some(s) = &mut seg {
-                    s.dedup.advance_clock(now);
-                }
-                if let Some(d) = &mut detectors {
-                    d.advance_clock(now);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => true,
             Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if tick {
+            last_tick = std::time::Instant::now();
+            now = now.max(crate::pipeline::wall_clock_ns());
+            // A flow file that failed is retried even when no flow ends.
+            if let Some(w) = &mut flows_out {
+                w.chunk_done()?;
+            }
+            if let Some(s) = &mut seg {
+                s.dedup.advance_clock(now);
+            }
+            if let Some(d) = &mut detectors {
+                d.advance_clock(now);
+            }
         }
         if let Some(l) = &mut learning
             && let Some(duration) = l.setup.duration_ns

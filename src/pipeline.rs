@@ -189,6 +189,7 @@ pub fn run(
         // A window of violations stays open until the longest-lived kind
         // of flow that started in it has had time to end.
         hold_ns: cfg.timeouts.ns.iter().copied().max().unwrap_or(0),
+        workers,
         events_out: events_writer,
         flows_out: flows_writer,
         live,
@@ -240,7 +241,8 @@ pub fn run(
                 .name(format!("segwatch-worker-{i}"))
                 .spawn_scoped(scope, move || {
                     let mut worker =
-                        Worker::new(per_worker_flows, timeouts, hasher, records, want_arp);
+                        Worker::new(per_worker_flows, timeouts, hasher, records, want_arp)
+                            .with_index(i);
                     if let Some(m) = &worker_metrics {
                         worker = worker.with_metrics(WorkerMetrics::new(m, i), live);
                     }

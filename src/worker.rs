@@ -56,6 +56,12 @@ struct FinishedFlows {
     sink: Option<Sender<Chunk>>,
     chunk: Chunk,
     arp: bool,
+    /// This worker's index, and its clock as the chunks tell it
+    /// ([`Chunk::clock_ns`]): what it was when the last batch's flows had
+    /// been expired, and what it was in the last chunk sent.
+    worker: usize,
+    clock_ns: i64,
+    sent_clock_ns: i64,
 }
 
 impl FinishedFlows {
@@ -77,17 +83,29 @@ impl FinishedFlows {
                 Chunk {
                     flows: Vec::with_capacity(RECORD_CHUNK),
                     arp: Vec::new(),
+                    worker: self.worker,
+                    clock_ns: i64::MIN,
                 },
             );
+            let full = Chunk {
+                worker: self.worker,
+                clock_ns: self.clock_ns,
+                ..full
+            };
+            self.sent_clock_ns = self.clock_ns;
             // The sink only goes away on a write error it reports itself.
             let _ = tx.send(full);
         }
     }
 
-    /// Hand over what is pending: at the end of each batch (so live records
-    /// and events are prompt) and at the end of the run.
-    fn flush(&mut self) {
-        if !self.chunk.flows.is_empty() || !self.chunk.arp.is_empty() {
+    /// Hand over what is pending at the end of each batch (so live records
+    /// and events are prompt), after expiry at `clock_ns`; with nothing
+    /// pending, still once a second of packet time, so the analysis thread
+    /// knows how far this worker has got.
+    fn flush(&mut self, clock_ns: i64) {
+        self.clock_ns = self.clock_ns.max(clock_ns);
+        let news = !self.chunk.flows.is_empty() || !self.chunk.arp.is_empty();
+        if news || self.clock_ns.saturating_sub(self.sent_clock_ns) >= 1_000_000_000 {
             self.send();
         }
     }
@@ -129,12 +147,21 @@ impl Worker {
                 arp: arp && records.is_some(),
                 sink: records,
                 chunk: Chunk::default(),
+                worker: 0,
+                clock_ns: i64::MIN,
+                sent_clock_ns: i64::MIN,
             },
             now_ns: i64::MIN,
             metrics: None,
             live: false,
             pressure: None,
         }
+    }
+
+    /// This worker's index among the pipeline's (named in its chunks).
+    pub fn with_index(mut self, i: usize) -> Worker {
+        self.finished.worker = i;
+        self
     }
 
     /// Shed flows when the memory watchdog says so ([`crate::memory`]).
@@ -255,7 +282,7 @@ impl Worker {
         self.table.expire(self.now_ns, &mut |flow, reason| {
             finished.finish(flow, reason)
         });
-        self.finished.flush();
+        self.finished.flush(self.now_ns);
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if !batch.items.is_empty() {
             self.batch_ns.saturating_record(ns);
@@ -286,7 +313,8 @@ impl Worker {
         self.table.drain(self.now_ns, &mut |flow, reason| {
             finished.finish(flow, reason)
         });
-        self.finished.flush();
+        // Every flow is out: nothing this worker sends can be older.
+        self.finished.flush(i64::MAX);
         if let Some(m) = &mut self.metrics {
             m.fold(&self.counters, &self.table.stats, self.table.len(), 0);
             m.batch_time.publish();

@@ -26,7 +26,9 @@ pub const KEPT: usize = 64;
 /// A series is judged only on connections that started this long before
 /// the latest flow end seen: workers hand finished flows over in their own
 /// order, and a connection still on its way would change the series. With
-/// it the series judged are the same for any worker count.
+/// it the series judged are the same for any worker count. At least the
+/// longest flow timeout plus a minute ([`Beacons::set_grace`]): a flow that
+/// ends by timing out is handed over that long after its last packet.
 pub const GRACE_NS: i64 = 5 * 60 * 1_000_000_000;
 /// Pairs tracked at once; past it new pairs are not tracked.
 pub const MAX_PAIRS: usize = 200_000;
@@ -104,6 +106,8 @@ pub struct Beacons {
     last_sweep_hour: i64,
     /// Pairs (and pairs seen once) tracked at most; 0 means [`MAX_PAIRS`].
     max_pairs: usize,
+    /// See [`GRACE_NS`]; 0: that.
+    grace_ns: i64,
 }
 
 /// Pairs quiet this long are forgotten (packet time).
@@ -196,6 +200,15 @@ impl Beacons {
         }
     }
 
+    /// Wait this long (at least [`GRACE_NS`]) before judging connections.
+    pub fn set_grace(&mut self, ns: i64) {
+        self.grace_ns = ns.max(GRACE_NS);
+    }
+
+    pub fn grace(&self) -> i64 {
+        self.grace_ns.max(GRACE_NS)
+    }
+
     fn cap(&self) -> usize {
         if self.max_pairs == 0 {
             MAX_PAIRS
@@ -265,7 +278,8 @@ impl Beacons {
             }
         };
         let mut out = Vec::new();
-        judge_due(p, min, now.saturating_sub(GRACE_NS), &mut out);
+        let grace = self.grace_ns.max(GRACE_NS);
+        judge_due(p, min, now.saturating_sub(grace), &mut out);
         out
     }
 

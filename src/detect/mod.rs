@@ -115,6 +115,8 @@ pub struct Detectors {
     written: HashMap<u64, i64>,
     hasher: ahash::RandomState,
     now: i64,
+    /// Packet time every worker has reached ([`Detectors::set_watermark`]).
+    watermark: i64,
     /// See [`MAX_TRACKED`].
     max_tracked: usize,
     pub stats: DetectStats,
@@ -136,6 +138,7 @@ impl Detectors {
             written: HashMap::new(),
             hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
             now: i64::MIN,
+            watermark: i64::MIN,
             max_tracked: MAX_TRACKED,
             stats: DetectStats::default(),
         }
@@ -149,6 +152,22 @@ impl Detectors {
             .clamp(1_000, MAX_TRACKED);
         self.max_tracked = n;
         self.shed();
+    }
+
+    /// Packet time that every worker has passed. Beacon series are judged
+    /// against it rather than the latest flow end seen: one worker can run
+    /// far ahead of another (its queue of a sparse capture can hold hours),
+    /// and a series judged before a slower worker's flows arrived would
+    /// depend on the worker count.
+    pub fn set_watermark(&mut self, ns: i64) {
+        self.watermark = self.watermark.max(ns);
+    }
+
+    /// The longest flow timeout: beacon series wait that long, plus a
+    /// minute, for connections still in the workers' tables.
+    pub fn set_flow_timeout(&mut self, ns: i64) {
+        self.beacons
+            .set_grace(ns.saturating_add(60 * 1_000_000_000));
     }
 
     /// Start comparing with a baseline (the end of live learning).
@@ -175,7 +194,9 @@ impl Detectors {
     /// keys (a finding may repeat; none is lost).
     pub fn shed(&mut self) {
         self.scan = scan::Scan::new(self.max_tracked);
+        let grace = self.beacons.grace();
         self.beacons = beacon::Beacons::with_cap(self.max_tracked);
+        self.beacons.set_grace(grace);
         self.tcp_flags = tcp_flags::TcpFlags::default();
         self.written.clear();
         self.written.shrink_to_fit();
@@ -229,7 +250,7 @@ impl Detectors {
                 self.tcp_flags.flow(&cx, r, &e, &mut self.findings);
             }
             if on(Detector::Beacon) && s.internal && (!d.internal || cx.settings.beacon.internal) {
-                let now = self.now;
+                let now = self.watermark;
                 beacon_flow(&cx, &mut self.beacons, r, (s, d, now), &mut self.findings);
             }
         }
