@@ -185,8 +185,7 @@ fn the_last_packets_before_sigterm_are_kept() {
         .expect("start segwatch run");
     std::thread::sleep(Duration::from_millis(1500));
     let send = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor p in range(7101, 7111): s.sendto(b'last', ('127.0.0.1', p))\n";
-    let sent = ns.command("python3").args(["-c", send]).status();
-    assert!(sent.is_ok_and(|s| s.success()), "send the datagrams");
+    assert!(ns.run("python3", &["-c", send]), "send the datagrams");
     let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(3));
     assert!(status.success(), "{err}");
     let mut ports: Vec<u64> = common::read_records(&flows)
@@ -275,14 +274,7 @@ fn live_learning_then_detecting() {
     let learning = metrics();
     // Normal while learning: UDP to the echo service.
     let udp = "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.settimeout(2)\nfor i in range(3):\n    u.sendto(b'hello', ('198.18.77.2', 9999)); u.recvfrom(100)\n";
-    assert!(
-        net.a
-            .command("python3")
-            .args(["-c", udp])
-            .status()
-            .expect("udp")
-            .success()
-    );
+    assert!(net.a.run("python3", &["-c", udp]), "udp");
     std::thread::sleep(Duration::from_millis(5000));
     assert!(
         baseline.exists(),
@@ -291,14 +283,7 @@ fn live_learning_then_detecting() {
     let detecting = metrics();
     // New: a TCP connection between the two.
     let tcp = "import socket\ns=socket.create_connection(('198.18.77.2', 8080)); s.sendall(b'hi'); s.recv(1000); s.close()\n";
-    assert!(
-        net.a
-            .command("python3")
-            .args(["-c", tcp])
-            .status()
-            .expect("tcp")
-            .success()
-    );
+    assert!(net.a.run("python3", &["-c", tcp]), "tcp");
     std::thread::sleep(Duration::from_millis(3000));
     let (status, err) = common::stop(&mut sensor, "TERM", Duration::from_secs(10));
     let _ = server.kill();
